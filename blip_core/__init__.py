@@ -1,0 +1,26 @@
+"""blip_core: the framework-neutral half of blip-dual.
+
+Configs, image processor, tokenizer, processor, Hub resolution, checkpoint
+I/O as NumPy and the weight-name maps. Never imports torch or tensorflow at
+import time.
+"""
+
+from blip_core.configuration import BlipConfig, BlipTextConfig, BlipVisionConfig
+from blip_core.feature import BatchEncoding, BatchFeature
+from blip_core.image_processing import BlipImageProcessor
+from blip_core.processing import BlipProcessor
+from blip_core.tokenization import BlipTokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchEncoding",
+    "BatchFeature",
+    "BlipConfig",
+    "BlipImageProcessor",
+    "BlipProcessor",
+    "BlipTextConfig",
+    "BlipTokenizer",
+    "BlipVisionConfig",
+    "__version__",
+]

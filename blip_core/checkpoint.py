@@ -1,0 +1,143 @@
+"""Checkpoints as NumPy: open any weight format as one lazy tensor source, write safetensors.
+
+A tensor source has `path`, `keys()`, `shape(name)`, `get(name)` and `close()`,
+and speaks canonical names in PyTorch layout whatever the file's own naming:
+`model.safetensors` (PyTorch or TF naming), `pytorch_model.bin`,
+`tf_model.h5`, and sharded sets of the first two.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from blip_core.h5_reader import H5File
+from blip_core.hub import WeightFiles
+from blip_core.safetensors_io import SafetensorsFile, write_safetensors
+from blip_core.torch_pickle import TorchPickleFile
+from blip_core.weights.layouts import from_keras, kind_of_keras_kernel, shape_from_keras
+from blip_core.weights.renames import tf_to_canonical
+
+
+class TensorSource(Protocol):
+    path: Path
+
+    def keys(self) -> list[str]: ...
+    def shape(self, name: str) -> tuple[int, ...]: ...
+    def get(self, name: str) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+class TFNamedSource:
+    """A source whose names are TensorFlow's (`a/b/kernel:0`), seen in canonical names and layout."""
+
+    def __init__(self, inner: TensorSource) -> None:
+        self.path = inner.path
+        self._inner = inner
+        self._entries: dict[str, tuple[str, str, str]] = {}
+        for tf_name in inner.keys():
+            name, kind = tf_to_canonical(tf_name)
+            kind = kind or kind_of_keras_kernel(len(inner.shape(tf_name)))
+            self._entries[name] = (tf_name, kind, name.rsplit(".", 1)[-1])
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        tf_name, kind, leaf = self._entries[name]
+        return shape_from_keras(self._inner.shape(tf_name), kind, leaf)
+
+    def get(self, name: str) -> np.ndarray:
+        tf_name, kind, leaf = self._entries[name]
+        return np.ascontiguousarray(from_keras(self._inner.get(tf_name), kind, leaf))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class ShardedSource:
+    """Several shard sources seen as one; a name in two shards is an error."""
+
+    def __init__(self, shards: list[TensorSource]) -> None:
+        self.path = shards[0].path.parent
+        self._owner: dict[str, TensorSource] = {}
+        self._shards = shards
+        for shard in shards:
+            for name in shard.keys():
+                if name in self._owner:
+                    raise ValueError(
+                        f"tensor {name!r} appears in two shards: {self._owner[name].path} and {shard.path}"
+                    )
+                self._owner[name] = shard
+
+    def keys(self) -> list[str]:
+        return list(self._owner)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._owner[name].shape(name)
+
+    def get(self, name: str) -> np.ndarray:
+        return self._owner[name].get(name)
+
+    def close(self) -> None:
+        for shard in self._shards:
+            shard.close()
+
+
+def _uses_tf_names(source: SafetensorsFile) -> bool:
+    if source.metadata.get("format") == "tf":
+        return True
+    return any(":" in name or "/" in name for name in source.keys())
+
+
+def open_file(path: str | os.PathLike, fmt: str | None = None) -> TensorSource:
+    """Open one weight file; the format comes from `fmt` or the file name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weight file {path} does not exist")
+    fmt = fmt or guess_format(path)
+    if fmt == "safetensors":
+        source = SafetensorsFile(path)
+        return TFNamedSource(source) if _uses_tf_names(source) else source
+    if fmt == "bin":
+        return TorchPickleFile(path)
+    if fmt == "h5":
+        return H5File(path)
+    raise ValueError(f"{path}: unknown weight format {fmt!r}; expected safetensors, bin or h5")
+
+
+def guess_format(path: Path) -> str:
+    suffixes = {".safetensors": "safetensors", ".bin": "bin", ".pth": "bin", ".pt": "bin", ".h5": "h5"}
+    try:
+        return suffixes[path.suffix]
+    except KeyError:
+        raise ValueError(f"{path}: cannot tell the weight format from its name; expected {sorted(suffixes)}") from None
+
+
+def open_weights(files: WeightFiles) -> TensorSource:
+    """One source over the chosen weight files (shards merged)."""
+    sources = [open_file(path, files.format) for path in files.paths]
+    return sources[0] if len(sources) == 1 else ShardedSource(sources)
+
+
+def read_all(source: TensorSource, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Every tensor (or the named ones) of a source, loaded."""
+    return {name: source.get(name) for name in (names if names is not None else source.keys())}
+
+
+def save_safetensors(
+    path: str | os.PathLike,
+    tensors: Mapping[str, np.ndarray],
+    *,
+    bf16_names: frozenset[str] = frozenset(),
+    overwrite: bool = True,
+) -> Path:
+    """Write canonical tensors to `model.safetensors` atomically, with `format: pt` metadata."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (or --force) to replace it")
+    return write_safetensors(path, tensors, metadata={"format": "pt"}, bf16_names=bf16_names)

@@ -1,0 +1,358 @@
+"""BLIP configurations with the fields, defaults and quirks of `transformers` 4.57.
+
+A config is a plain attribute bag: the class's own fields (with defaults), the
+few inherited `PretrainedConfig` fields the models read, and every unknown key
+found in a `config.json`, kept so that a load/save round trip loses nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from blip_core.atomic import atomic_write_text
+
+CONFIG_NAME = "config.json"
+
+# Inherited `PretrainedConfig` fields the models read, with their defaults.
+INHERITED_DEFAULTS: dict[str, Any] = {
+    "return_dict": True,
+    "output_hidden_states": False,
+    "output_attentions": False,
+    "torchscript": False,
+    "dtype": None,
+    "tie_word_embeddings": True,
+    "chunk_size_feed_forward": 0,
+    "is_encoder_decoder": False,
+    "is_decoder": False,
+    "add_cross_attention": False,
+    "architectures": None,
+    "bos_token_id": None,
+    "pad_token_id": None,
+    "eos_token_id": None,
+    "sep_token_id": None,
+    "decoder_start_token_id": None,
+}
+
+# Keys that describe a file rather than a model; never written back.
+_TRANSIENT_KEYS = ("_commit_hash", "_name_or_path", "_attn_implementation_autoset")
+
+_INT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "encoder_hidden_size",
+    "intermediate_size",
+    "projection_dim",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "max_position_embeddings",
+    "image_size",
+    "patch_size",
+    "image_text_hidden_size",
+)
+
+
+class BlipConfigBase:
+    """Shared machinery: defaults, unknown-key keeping, JSON and directory I/O."""
+
+    model_type: ClassVar[str] = ""
+    base_config_key: ClassVar[str] = ""
+    own_defaults: ClassVar[dict[str, Any]] = {}
+    # Inherited fields whose default this class changes (written by the diff).
+    inherited_overrides: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        values = {**INHERITED_DEFAULTS, **self.inherited_overrides, **self.own_defaults}
+        values.update(kwargs)
+        legacy_dtype = values.pop("torch_dtype", None)
+        if values.get("dtype") is None:
+            values["dtype"] = legacy_dtype
+        values.pop("model_type", None)
+        for key in _TRANSIENT_KEYS:
+            values.pop(key, None)
+        for key, value in values.items():
+            setattr(self, key, copy.deepcopy(value))
+        self._check_types()
+
+    # -- validation ---------------------------------------------------------
+
+    def _check_types(self) -> None:
+        for key in _INT_FIELDS:
+            value = getattr(self, key, None)
+            if value is None and key not in self.own_defaults:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{type(self).__name__}: field {key!r} must be a positive integer, got {value!r}")
+
+    def check_buildable(self) -> None:
+        """What a model needs beyond valid fields; called when a model is built from it."""
+        for config in [self, *(v for v in vars(self).values() if isinstance(v, BlipConfigBase))]:
+            hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
+            if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+                raise ValueError(
+                    f"{type(config).__name__}: hidden_size ({hidden}) is not a multiple of "
+                    f"num_attention_heads ({heads})"
+                )
+
+    # -- properties `transformers` code reads ---------------------------------
+
+    @property
+    def use_return_dict(self) -> bool:
+        return bool(self.return_dict) and not self.torchscript
+
+    @property
+    def torch_dtype(self) -> Any:
+        return self.dtype
+
+    # -- dict / JSON ----------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, inherited, own and unknown, plus `model_type`."""
+        out = {key: copy.deepcopy(value) for key, value in vars(self).items() if not key.startswith("_")}
+        for key, value in out.items():
+            if isinstance(value, BlipConfigBase):
+                out[key] = value.to_dict()
+        out["model_type"] = self.model_type
+        return dict(sorted(out.items()))
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """What `save_pretrained` writes: own fields, changed inherited ones, unknown keys."""
+        baseline = {**INHERITED_DEFAULTS, **self.inherited_overrides}
+        out: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if key.startswith("_"):
+                continue
+            if isinstance(value, BlipConfigBase):
+                out[key] = value.to_diff_dict()
+            elif key not in baseline or value != baseline[key]:
+                out[key] = copy.deepcopy(value)
+        if out.get("dtype") is not None:
+            out["dtype"] = str(out["dtype"]).replace("torch.", "")
+        out["model_type"] = self.model_type
+        return dict(sorted(out.items()))
+
+    def to_json_string(self, use_diff: bool = True) -> str:
+        data = self.to_diff_dict() if use_diff else self.to_dict()
+        return json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
+
+    def to_json_file(self, json_file_path: str | os.PathLike, use_diff: bool = True) -> None:
+        atomic_write_text(Path(json_file_path), self.to_json_string(use_diff=use_diff))
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> BlipConfigBase:
+        if not isinstance(config_dict, dict):
+            raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(config_dict).__name__}")
+        return cls(**{**config_dict, **kwargs})
+
+    @classmethod
+    def from_json_file(cls, json_file: str | os.PathLike) -> BlipConfigBase:
+        return cls.from_dict(read_config_json(Path(json_file)))
+
+    # -- directories and the Hub ------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / CONFIG_NAME
+        self.to_json_file(path)
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ) -> BlipConfigBase:
+        """Load from a folder, a `config.json` path or a Hub id; kwargs override fields.
+
+        A sub-config asked from a full BLIP `config.json` takes its own section.
+        """
+        from blip_core.hub import resolve_file
+
+        source = Path(pretrained_model_name_or_path)
+        if source.is_file():
+            path = source
+        else:
+            path = resolve_file(
+                pretrained_model_name_or_path,
+                CONFIG_NAME,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+            )
+        data = read_config_json(path)
+        if cls.base_config_key and data.get("model_type") == BlipConfig.model_type:
+            data = data.get(cls.base_config_key) or {}
+        elif data.get("model_type") not in (None, cls.model_type):
+            raise ValueError(
+                f"{path}: model_type {data.get('model_type')!r} cannot be loaded as "
+                f"{cls.__name__} (model_type {cls.model_type!r})"
+            )
+        return cls.from_dict(data, **kwargs)
+
+    # -- comparisons and display -------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.to_dict() == other.to_dict()  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.to_json_string(use_diff=False)}"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+    """Parse a config file, naming the file in any error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+class BlipVisionConfig(BlipConfigBase):
+    """The ViT image encoder's configuration (`transformers.BlipVisionConfig`).
+
+    >>> BlipVisionConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4).hidden_size
+    64
+    """
+
+    model_type = "blip_vision_model"
+    base_config_key = "vision_config"
+    own_defaults = {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "projection_dim": 512,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "image_size": 384,
+        "patch_size": 16,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-5,
+        "attention_dropout": 0.0,
+        "initializer_range": 1e-10,
+        # Not a 4.57 field, but Hub configs carry it and TF models need it.
+        "num_channels": 3,
+    }
+
+    def _check_types(self) -> None:
+        super()._check_types()
+        if self.num_channels != 3:
+            raise ValueError(f"BlipVisionConfig: num_channels must be 3 (RGB), got {self.num_channels!r}")
+
+
+class BlipTextConfig(BlipConfigBase):
+    """The BERT text encoder/decoder's configuration (`transformers.BlipTextConfig`).
+
+    The default of 8 attention heads is `transformers`' and wrong for every
+    Salesforce checkpoint, whose configs say 12.
+
+    >>> BlipTextConfig().bos_token_id
+    30522
+    """
+
+    model_type = "blip_text_model"
+    base_config_key = "text_config"
+    own_defaults = {
+        "vocab_size": 30524,
+        "hidden_size": 768,
+        "encoder_hidden_size": 768,
+        "intermediate_size": 3072,
+        "projection_dim": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 8,
+        "max_position_embeddings": 512,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "label_smoothing": 0.0,
+    }
+    inherited_overrides = {
+        "bos_token_id": 30522,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+        "sep_token_id": 102,
+        "is_decoder": True,
+    }
+
+
+class BlipConfig(BlipConfigBase):
+    """The full model's configuration (`transformers.BlipConfig`).
+
+    As in `transformers`, the text `encoder_hidden_size` is set from the vision
+    width, and `initializer_factor`/`initializer_range` are fixed.
+
+    >>> BlipConfig(vision_config={"hidden_size": 1024}).text_config.encoder_hidden_size
+    1024
+    """
+
+    model_type = "blip"
+    own_defaults = {
+        "projection_dim": 512,
+        "logit_scale_init_value": 2.6592,
+        "image_text_hidden_size": 256,
+        "label_smoothing": 0.0,
+    }
+    sub_configs: ClassVar[dict[str, type[BlipConfigBase]]] = {
+        "text_config": BlipTextConfig,
+        "vision_config": BlipVisionConfig,
+    }
+
+    def __init__(
+        self,
+        text_config: dict[str, Any] | BlipTextConfig | None = None,
+        vision_config: dict[str, Any] | BlipVisionConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.pop("initializer_factor", None)
+        kwargs.pop("initializer_range", None)
+        super().__init__(
+            text_config=_sub_config(BlipTextConfig, text_config, "text_config"),
+            vision_config=_sub_config(BlipVisionConfig, vision_config, "vision_config"),
+            **kwargs,
+        )
+        self.text_config.encoder_hidden_size = self.vision_config.hidden_size
+        self.initializer_factor = 1.0
+        self.initializer_range = 0.02
+
+    @classmethod
+    def from_text_vision_configs(
+        cls, text_config: BlipTextConfig, vision_config: BlipVisionConfig, **kwargs: Any
+    ) -> BlipConfig:
+        return cls(text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), **kwargs)
+
+
+def _sub_config(
+    config_class: type[BlipConfigBase], value: dict[str, Any] | BlipConfigBase | None, name: str
+) -> BlipConfigBase:
+    if value is None:
+        return config_class()
+    if isinstance(value, config_class):
+        return copy.deepcopy(value)
+    if isinstance(value, dict):
+        return config_class.from_dict(value)
+    raise TypeError(f"BlipConfig: {name} must be a dict or {config_class.__name__}, got {type(value).__name__}")

@@ -1,0 +1,165 @@
+"""Read and write `.safetensors` files as NumPy, bfloat16 included, tensor by tensor.
+
+NumPy has no bfloat16: such tensors are read as float32 (exactly) and written
+from uint16 bit patterns. Reading is lazy so that a loader never holds a
+second copy of all weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blip_core.atomic import atomic_open
+
+DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"),
+    "U32": np.dtype("<u4"),
+    "U16": np.dtype("<u2"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+_NAMES_BY_DTYPE = {dtype: name for name, dtype in DTYPES.items() if name not in ("BF16",)}
+_MAX_HEADER = 100 * 2**20
+
+
+class SafetensorsError(ValueError):
+    """A malformed or truncated safetensors file; names the file and the tensor."""
+
+
+def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def float32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even float32 -> bfloat16 bit patterns (exact for bf16 values)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    out = (rounded >> 16).astype(np.uint16)
+    nan = np.isnan(values)
+    if nan.any():
+        out[nan] = 0x7FC0
+    return out
+
+
+class SafetensorsFile:
+    """A lazily read safetensors file: `keys()`, `shape(name)`, `dtype(name)`, `get(name)`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        try:
+            self._size = self.path.stat().st_size
+            with open(self.path, "rb") as stream:
+                head = stream.read(8)
+                if len(head) < 8:
+                    raise SafetensorsError(f"{self.path} is not a safetensors file: it has {len(head)} bytes")
+                (length,) = struct.unpack("<Q", head)
+                if length > min(_MAX_HEADER, self._size - 8):
+                    raise SafetensorsError(
+                        f"{self.path} is truncated or not a safetensors file (header of {length} bytes, "
+                        f"file of {self._size})"
+                    )
+                header = json.loads(stream.read(length))
+        except OSError as err:
+            raise SafetensorsError(f"cannot read {self.path}: {err.strerror or err}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise SafetensorsError(f"{self.path} is not a safetensors file (unreadable header)") from None
+        if not isinstance(header, dict):
+            raise SafetensorsError(f"{self.path}: header is not a JSON object")
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._start = 8 + length
+        self._entries = {name: self._check_entry(name, entry) for name, entry in header.items()}
+
+    def _check_entry(self, name: str, entry: Any) -> tuple[str, tuple[int, ...], int, int]:
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], tuple(int(n) for n in entry["shape"]), entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise SafetensorsError(f"{self.path}: malformed header entry for tensor {name!r}") from None
+        if dtype not in DTYPES:
+            raise SafetensorsError(f"{self.path}: tensor {name!r} has unsupported dtype {dtype}")
+        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+        if end - begin != expected or begin < 0:
+            raise SafetensorsError(f"{self.path}: tensor {name!r} has {end - begin} bytes, its shape needs {expected}")
+        if self._start + end > self._size:
+            raise SafetensorsError(
+                f"{self.path} is truncated: tensor {name!r} ends at byte {self._start + end}, the file has {self._size}"
+            )
+        return dtype, shape, begin, end
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._entries[name][1]
+
+    def dtype(self, name: str) -> str:
+        return self._entries[name][0]
+
+    def get(self, name: str) -> np.ndarray:
+        """The tensor as a fresh NumPy array (bfloat16 widened to float32)."""
+        dtype, shape, begin, end = self._entries[name]
+        with open(self.path, "rb") as stream:
+            stream.seek(self._start + begin)
+            array = np.fromfile(stream, dtype=DTYPES[dtype], count=(end - begin) // DTYPES[dtype].itemsize)
+        if array.nbytes != end - begin:
+            raise SafetensorsError(f"{self.path} is truncated inside tensor {name!r}")
+        array = array.reshape(shape)
+        return bf16_bits_to_float32(array) if dtype == "BF16" else array
+
+    def close(self) -> None:
+        """Nothing stays open between reads; present for the source protocol."""
+
+
+def write_safetensors(
+    path: str | os.PathLike,
+    tensors: Mapping[str, np.ndarray],
+    metadata: Mapping[str, str] | None = None,
+    bf16_names: frozenset[str] = frozenset(),
+) -> Path:
+    """Write tensors atomically; names in `bf16_names` hold uint16 bfloat16 bit patterns."""
+    entries, offset = {}, 0
+    arrays = {}
+    for name, value in tensors.items():
+        array = np.asarray(value)
+        if name in bf16_names:
+            if array.dtype != np.uint16:
+                raise TypeError(f"tensor {name!r}: bfloat16 data must come as uint16 bit patterns, got {array.dtype}")
+            dtype_name = "BF16"
+        else:
+            dtype_name = _NAMES_BY_DTYPE.get(
+                array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+            )
+            if dtype_name is None:
+                raise TypeError(f"tensor {name!r} has dtype {array.dtype}, which safetensors cannot store")
+        arrays[name] = array
+        entries[name] = {
+            "dtype": dtype_name,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        offset += array.nbytes
+    header = {"__metadata__": dict(metadata or {"format": "pt"}), **entries}
+    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    path = Path(path)
+    with atomic_open(path) as stream:
+        stream.write(struct.pack("<Q", len(header_bytes)))
+        stream.write(header_bytes)
+        for array in arrays.values():
+            little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).reshape(-1)
+            stream.write(memoryview(little.view(np.uint8)))
+    return path

@@ -1,0 +1,371 @@
+"""`BlipTokenizer`: BERT-uncased WordPiece on the `tokenizers` library.
+
+Ids equal `transformers`' `BertTokenizerFast` on the Hub files. Unlike it,
+`[DEC]` (30522, the BOS of generation) and `[ENC]` (30523) are known special
+tokens, so decoding generated ids neither drops nor mangles them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+from blip_core.atomic import atomic_write_text
+from blip_core.feature import BatchEncoding, check_tensor_type, to_framework
+
+VOCAB_NAME = "vocab.txt"
+TOKENIZER_FILE_NAME = "tokenizer.json"
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
+
+SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+    "bos_token": "[DEC]",
+}
+BLIP_EXTRA_TOKENS = ("[DEC]", "[ENC]")  # appended after the BERT vocabulary: 30522, 30523
+_CLEANUPS = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
+_PADDING = {
+    True: "longest",
+    "longest": "longest",
+    "max_length": "max_length",
+    False: None,
+    "do_not_pad": None,
+    None: None,
+}
+_TRUNCATION = {
+    True: "longest_first",
+    "longest_first": "longest_first",
+    "only_first": "only_first",
+    "only_second": "only_second",
+    False: None,
+    "do_not_truncate": None,
+}
+
+
+def read_vocab(path: Path) -> dict[str, int]:
+    """A `vocab.txt` as token -> id (id = line number), naming the file in errors."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read vocabulary file {path}: {err}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    vocab: dict[str, int] = {}
+    for token in lines:
+        vocab.setdefault(token, len(vocab))
+    if "[UNK]" not in vocab:
+        raise ValueError(f"vocabulary file {path} has no [UNK] token; expected a BERT vocab.txt")
+    return vocab
+
+
+def build_bert_tokenizer(vocab: dict[str, int], do_lower_case: bool = True) -> Tokenizer:
+    """The Hub's `tokenizer.json` pipeline for BERT, built from a vocabulary."""
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=do_lower_case
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    present = [token for token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if token in vocab]
+    tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in present])
+    return tokenizer
+
+
+class BlipTokenizer:
+    """BLIP's tokenizer (`transformers.BertTokenizerFast` on the Hub's BLIP files).
+
+    >>> tokenizer = BlipTokenizer.from_pretrained("tests/fixtures/tokenizer")  # doctest: +SKIP
+    >>> tokenizer("a picture of")["input_ids"]  # doctest: +SKIP
+    [101, 1037, 3861, 1997, 102]
+    """
+
+    def __init__(
+        self,
+        vocab_file: str | os.PathLike | None = None,
+        tokenizer_file: str | os.PathLike | None = None,
+        do_lower_case: bool = True,
+        model_max_length: int = 512,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        clean_up_tokenization_spaces: bool = True,
+        model_input_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if tokenizer_file is not None:
+            try:
+                self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+            except Exception as err:  # tokenizers raises bare Exceptions
+                raise ValueError(f"cannot read tokenizer file {tokenizer_file}: {err}") from None
+        elif vocab_file is not None:
+            self._tokenizer = build_bert_tokenizer(read_vocab(Path(vocab_file)), do_lower_case)
+        else:
+            raise ValueError("BlipTokenizer needs vocab_file (vocab.txt) or tokenizer_file (tokenizer.json)")
+        self.base_vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=False)
+        self._tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in BLIP_EXTRA_TOKENS])
+        self.do_lower_case = do_lower_case
+        self.model_max_length = int(model_max_length) if model_max_length and model_max_length < 10**9 else 512
+        self.padding_side = _check_side(padding_side, "padding_side")
+        self.truncation_side = _check_side(truncation_side, "truncation_side")
+        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
+        self.model_input_names = list(model_input_names or ["input_ids", "attention_mask"])
+        self.init_kwargs = {k: v for k, v in kwargs.items() if not k.endswith("_token") and k != "added_tokens_decoder"}
+        self._ids = {name: self._tokenizer.token_to_id(token) for name, token in SPECIAL_TOKENS.items()}
+
+    # -- ids of special tokens ----------------------------------------------------
+
+    pad_token_id = property(lambda self: self._ids["pad_token"])
+    unk_token_id = property(lambda self: self._ids["unk_token"])
+    cls_token_id = property(lambda self: self._ids["cls_token"])
+    sep_token_id = property(lambda self: self._ids["sep_token"])
+    mask_token_id = property(lambda self: self._ids["mask_token"])
+    bos_token_id = property(lambda self: self._ids["bos_token"])
+    pad_token = property(lambda self: SPECIAL_TOKENS["pad_token"])
+    sep_token = property(lambda self: SPECIAL_TOKENS["sep_token"])
+    cls_token = property(lambda self: SPECIAL_TOKENS["cls_token"])
+    unk_token = property(lambda self: SPECIAL_TOKENS["unk_token"])
+    bos_token = property(lambda self: SPECIAL_TOKENS["bos_token"])
+
+    @property
+    def eos_token_id(self) -> int:
+        """BLIP generation ends on [SEP]."""
+        return self.sep_token_id
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base vocabulary, without added tokens (as in `transformers`)."""
+        return self.base_vocab_size
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        added = self._tokenizer.get_added_tokens_decoder()
+        return sorted(index for index, token in added.items() if token.special)
+
+    def __len__(self) -> int:
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._tokenizer.get_vocab(with_added_tokens=True)
+
+    # -- encoding -----------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._tokenizer.encode(_check_text(text, "text"), add_special_tokens=False).tokens
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        if isinstance(tokens, str):
+            found = self._tokenizer.token_to_id(tokens)
+            return self.unk_token_id if found is None else found
+        return [self.convert_tokens_to_ids(token) for token in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str | list[str]:
+        if isinstance(ids, (int, np.integer)):
+            return self._tokenizer.id_to_token(int(ids))
+        special = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self._tokenizer.id_to_token(int(i)) for i in ids if int(i) not in special]
+
+    def encode(
+        self, text: str, text_pair: str | None = None, add_special_tokens: bool = True, **kwargs: Any
+    ) -> list[int]:
+        return self(text, text_pair=text_pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        text_pair: str | Sequence[str] | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        return_tensors: Any = None,
+        return_attention_mask: bool | None = None,
+        return_token_type_ids: bool | None = None,
+        padding_side: str | None = None,
+        pad_to_multiple_of: int | None = None,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Encode one text or a batch, with `transformers`' padding and truncation rules."""
+        from blip_core.text_batching import encode_batch
+
+        if kwargs:
+            raise TypeError(f"BlipTokenizer got unexpected arguments {sorted(kwargs)}")
+        tensor_type = check_tensor_type(return_tensors)
+        batched = not isinstance(text, str)
+        texts = _check_text_list(text, "text")
+        pairs = None if text_pair is None else _check_text_list(text_pair, "text_pair")
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"text has {len(texts)} items but text_pair has {len(pairs)}")
+        if padding not in _PADDING:
+            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+        if truncation is not None and truncation not in _TRUNCATION:
+            raise ValueError(
+                f"truncation must be a bool, 'longest_first', 'only_first' or 'only_second', got {truncation!r}"
+            )
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        ):
+            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        if truncation is None:
+            truncation = "longest_first" if max_length is not None else None
+        else:
+            truncation = _TRUNCATION[truncation]
+        columns = encode_batch(
+            self,
+            texts,
+            pairs,
+            add_special_tokens=add_special_tokens,
+            padding=_PADDING[padding],
+            truncation=truncation,
+            max_length=max_length,
+            padding_side=_check_side(padding_side or self.padding_side, "padding_side"),
+            pad_to_multiple_of=pad_to_multiple_of,
+        )
+        want_mask = (
+            "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
+        )
+        want_types = (
+            "token_type_ids" in self.model_input_names if return_token_type_ids is None else return_token_type_ids
+        )
+        names = ["input_ids"] + (["token_type_ids"] if want_types else []) + (["attention_mask"] if want_mask else [])
+        data = {name: columns[name] if batched else columns[name][0] for name in names}
+        if tensor_type is not None:
+            data = {name: _to_id_tensor(name, value, tensor_type, batched) for name, value in data.items()}
+        return BatchEncoding(data)
+
+    # -- decoding -----------------------------------------------------------------
+
+    def decode(
+        self,
+        token_ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> str:
+        ids = [int(i) for i in np.asarray(_to_numpy(token_ids)).reshape(-1)]
+        if any(i < 0 for i in ids):
+            raise ValueError(f"decode: token ids must be non-negative, got {min(ids)}")
+        text = self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        cleanup = (
+            self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        )
+        if cleanup:
+            for before, after in _CLEANUPS:
+                text = text.replace(before, after)
+        return text
+
+    def batch_decode(self, sequences: Any, skip_special_tokens: bool = False, **kwargs: Any) -> list[str]:
+        rows = _to_numpy(sequences)
+        if isinstance(rows, np.ndarray) and rows.ndim == 1:
+            rows = rows[None]
+        return [self.decode(row, skip_special_tokens=skip_special_tokens, **kwargs) for row in rows]
+
+    # -- files --------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BlipTokenizer:
+        """Load from a folder or Hub id: `tokenizer.json` if present, else `vocab.txt`."""
+        from blip_core.hub import resolve_file
+
+        options = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+        source = pretrained_model_name_or_path
+        config_path = resolve_file(source, TOKENIZER_CONFIG_NAME, required=False, **options)
+        config = _read_json(config_path) if config_path else {}
+        tokenizer_file = resolve_file(source, TOKENIZER_FILE_NAME, required=False, **options)
+        vocab_file = None if tokenizer_file else resolve_file(source, VOCAB_NAME, required=False, **options)
+        if tokenizer_file is None and vocab_file is None:
+            raise ValueError(f"no {TOKENIZER_FILE_NAME} or {VOCAB_NAME} found in {source}")
+        settings = {k: v for k, v in config.items() if k not in ("tokenizer_class", "tokenizer_file", "vocab_file")}
+        return cls(vocab_file=vocab_file, tokenizer_file=tokenizer_file, **{**settings, **kwargs})
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> list[Path]:
+        """Write the Hub's tokenizer file set: tokenizer.json, vocab.txt and the two configs."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        vocab = self._tokenizer.get_vocab(with_added_tokens=False)
+        vocab_text = "".join(token + "\n" for token, _ in sorted(vocab.items(), key=lambda item: item[1]))
+        config = {
+            **self.init_kwargs,
+            **{name: token for name, token in SPECIAL_TOKENS.items()},
+            "additional_special_tokens": ["[ENC]"],
+            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+            "do_lower_case": self.do_lower_case,
+            "model_input_names": self.model_input_names,
+            "model_max_length": self.model_max_length,
+            "padding_side": self.padding_side,
+            "truncation_side": self.truncation_side,
+            "tokenizer_class": "BertTokenizer",
+        }
+        special_map = {**SPECIAL_TOKENS, "additional_special_tokens": ["[ENC]"]}
+        files = {
+            TOKENIZER_FILE_NAME: self._tokenizer.to_str(pretty=True),
+            VOCAB_NAME: vocab_text,
+            TOKENIZER_CONFIG_NAME: json.dumps(dict(sorted(config.items())), indent=2) + "\n",
+            SPECIAL_TOKENS_MAP_NAME: json.dumps(special_map, indent=2) + "\n",
+        }
+        for name, text in files.items():
+            atomic_write_text(directory / name, text)
+        return [directory / name for name in files]
+
+
+def _check_side(side: str, name: str) -> str:
+    if side not in ("right", "left"):
+        raise ValueError(f"{name} must be 'right' or 'left', got {side!r}")
+    return side
+
+
+def _check_text(text: Any, name: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(text).__name__}")
+    return text
+
+
+def _check_text_list(text: Any, name: str) -> list[str]:
+    if isinstance(text, str):
+        return [text]
+    if not isinstance(text, (list, tuple)) or not text:
+        raise TypeError(f"{name} must be a string or a non-empty list of strings, got {text!r:.80}")
+    return [_check_text(item, f"{name}[{index}]") for index, item in enumerate(text)]
+
+
+def _to_numpy(values: Any) -> Any:
+    if hasattr(values, "detach"):
+        return values.detach().cpu().numpy()
+    if hasattr(values, "numpy") and not isinstance(values, np.ndarray):
+        return values.numpy()
+    return values
+
+
+def _to_id_tensor(name: str, value: list, tensor_type: str, batched: bool) -> Any:
+    rows = value if batched else [value]
+    lengths = {len(row) for row in rows}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"cannot make one tensor of {name!r}: sequences have lengths {sorted(lengths)}; pass padding=True"
+        )
+    dtype = np.int32 if tensor_type == "tf" else np.int64
+    return to_framework(np.asarray(rows, dtype=dtype).reshape(len(rows), -1), tensor_type)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    from blip_core.configuration import read_config_json
+
+    return read_config_json(path)

@@ -1,0 +1,40 @@
+"""Test session set-up: torch before tensorflow, seeds, opt-in markers."""
+
+from __future__ import annotations
+
+import os
+import random
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
+
+import numpy as np
+import pytest
+
+try:  # torch first: importing it after tensorflow can clash over shared libraries
+    import torch
+except ImportError:  # pragma: no cover - the core tests run without frameworks too
+    torch = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
+    parser.addoption("--run-hub", action="store_true", help="run tests that need the Hugging Face Hub")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for marker, option in (("slow", "--run-slow"), ("hub", "--run-hub")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"opt in with {option}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    if torch is not None:
+        torch.manual_seed(0)
