@@ -356,3 +356,13 @@ def _sub_config(
     if isinstance(value, dict):
         return config_class.from_dict(value)
     raise TypeError(f"BlipConfig: {name} must be a dict or {config_class.__name__}, got {type(value).__name__}")
+
+
+def check_vqa_widths(config: BlipConfig) -> None:
+    """VQA's answer decoder cross-attends to question states: text width must equal vision width."""
+    text = config.text_config
+    if text.hidden_size != text.encoder_hidden_size:
+        raise ValueError(
+            f"BlipForQuestionAnswering needs the text hidden_size ({text.hidden_size}) to equal the vision "
+            f"hidden_size ({text.encoder_hidden_size}): its decoder cross-attends to the question encoder's states"
+        )

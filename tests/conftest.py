@@ -38,3 +38,13 @@ def _seed_everything() -> None:
     np.random.seed(0)
     if torch is not None:
         torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """class name -> folder holding that class's tiny seeded checkpoint."""
+    from blip_core.weights.names import MODEL_CLASSES
+    from tests.helpers.checkpoints import write_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_checkpoints")
+    return {name: write_tiny_checkpoint(name, root / name) for name in MODEL_CLASSES}

@@ -8,6 +8,7 @@ aliases hold their source's values, as a `.bin` file would.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,17 @@ TINY_VISION = {
     "patch_size": 8,
 }
 TINY_TOP = {"projection_dim": 12, "image_text_hidden_size": 10}
+
+
+# The VQA decoder cross-attends to the question states, so its text width must equal the vision width.
+VQA_TEXT = {"hidden_size": 24}
+
+
+def config_for(class_name: str) -> BlipConfig:
+    """The tiny config a class is tested with: text width 20 (not the vision 24) except for VQA."""
+    if class_name.removeprefix("TF") == "BlipForQuestionAnswering":
+        return tiny_config(text_config=VQA_TEXT)
+    return tiny_config()
 
 
 def tiny_config(**overrides: Any) -> BlipConfig:
@@ -70,11 +82,52 @@ def _value(rng: np.random.RandomState, name: str, kind: str, shape: tuple[int, .
     return (0.3 * rng.randn(*shape)).astype(np.float32)  # biases, class/position embeddings
 
 
-def seeded_weights(class_name: str, config: BlipConfig | Any, seed: int = 0) -> dict[str, np.ndarray]:
-    """Canonical name -> float32 array for every parameter of `class_name`."""
+def seeded_weights(class_name: str, config: BlipConfig | Any | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Canonical name -> float32 array for every parameter of `class_name` (its tiny config by default)."""
+    config = config_for(class_name) if config is None else config
     sub = sub_config(class_name, config) if isinstance(config, BlipConfig) else config
     rng = np.random.RandomState(seed)
     weights = {spec.name: _value(rng, spec.name, spec.kind, spec.shape) for spec in expected_params(class_name, sub)}
     for pair in tied_pairs(class_name, sub):
         weights[pair.alias] = weights[pair.source].copy()
     return weights
+
+
+def weights_hash(weights: dict[str, np.ndarray]) -> str:
+    """A digest of a weight dict, stored with golden files to prove they used these weights."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(weights[name]).tobytes())
+    return digest.hexdigest()
+
+
+# Random decoders collapse onto one repeated token. These variants untie the LM head, damp the
+# cross-attention and stretch the positions so generated ids vary, and bias EOS so beams finish
+# at different lengths: (position scale, cross-attention output scale, EOS bias, seed).
+GENERATION_VARIANTS: dict[str, tuple[float, float, float, int] | None] = {
+    "plain": None,
+    "varied": (4.0, 0.2, 1.0, 1),
+    "eos": (5.0, 0.3, 2.0, 3),
+}
+
+
+def generation_model(class_name: str, variant: str) -> tuple[BlipConfig, dict[str, np.ndarray]]:
+    """(config, weights) of a captioning or VQA model for generation tests."""
+    settings = GENERATION_VARIANTS[variant]
+    if settings is None:
+        return config_for(class_name), seeded_weights(class_name)
+    position_scale, cross_scale, eos_bias, seed = settings
+    config = config_for(class_name)
+    config.text_config.tie_word_embeddings = False
+    weights = seeded_weights(class_name, config, seed)
+    rng = np.random.RandomState(100 + seed)
+    head = "text_decoder.cls.predictions."
+    weights[head + "decoder.weight"] = rng.randn(*weights[head + "decoder.weight"].shape).astype(np.float32)
+    weights["text_decoder.bert.embeddings.position_embeddings.weight"] *= position_scale
+    for name in weights:
+        if name.startswith("text_decoder.") and "crossattention.output.dense" in name:
+            weights[name] *= cross_scale
+    weights[head + "bias"][config.text_config.sep_token_id] += eos_bias
+    weights[head + "decoder.bias"] = weights[head + "bias"]
+    return config, weights

@@ -1,0 +1,133 @@
+"""Model output containers with `transformers`' class and attribute names.
+
+They hold tensors of any framework, so both trees share these classes. A
+`ModelOutput` is a dataclass and an ordered dict of its non-None fields:
+`out.logits`, `out["logits"]` and `out[0]` (the first non-None field) all work,
+as in `transformers`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ModelOutput(OrderedDict):
+    """Base class: attribute, key and index access over the fields that are set."""
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is not None:
+                super().__setitem__(item.name, value)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return dict.__getitem__(self, key)
+        return self.to_tuple()[key]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.keys() or (value is not None and name in {f.name for f in fields(self)}):
+            super().__setitem__(name, value)
+        super().__setattr__(name, value)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        super().__setattr__(key, value)
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __reduce__(self):
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(self[key] for key in self.keys())
+
+
+@dataclass(repr=False)
+class BaseModelOutputWithPooling(ModelOutput):
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+
+
+@dataclass(repr=False)
+class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: Any = None
+    past_key_values: Any = None
+    attentions: Any = None
+    cross_attentions: Any = None
+
+
+@dataclass(repr=False)
+class CausalLMOutputWithCrossAttentions(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    past_key_values: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+    cross_attentions: Any = None
+
+
+@dataclass(repr=False)
+class BlipOutput(ModelOutput):
+    loss: Any = None
+    logits_per_image: Any = None
+    logits_per_text: Any = None
+    text_embeds: Any = None
+    image_embeds: Any = None
+    text_model_output: Any = None
+    vision_model_output: Any = None
+
+
+@dataclass(repr=False)
+class BlipForConditionalGenerationModelOutput(ModelOutput):
+    loss: Any = None
+    logits: Any = None
+    image_embeds: Any = None
+    last_hidden_state: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+
+    @property
+    def decoder_logits(self) -> Any:
+        """Deprecated alias of `logits`, kept for `transformers` code."""
+        return self.logits
+
+
+@dataclass(repr=False)
+class BlipTextVisionModelOutput(ModelOutput):
+    """VQA output. `logits` (the answer decoder's) is an addition over `transformers`."""
+
+    loss: Any = None
+    image_embeds: Any = None
+    last_hidden_state: Any = None
+    hidden_states: Any = None
+    attentions: Any = None
+    logits: Any = None
+
+
+@dataclass(repr=False)
+class BlipImageTextMatchingModelOutput(ModelOutput):
+    itm_score: Any = None
+    loss: Any = None
+    image_embeds: Any = None
+    last_hidden_state: Any = None
+    hidden_states: Any = None
+    vision_pooler_output: Any = None
+    attentions: Any = None
+    question_embeds: Any = None
+
+
+@dataclass(repr=False)
+class GenerateOutput(ModelOutput):
+    """`generate(..., return_dict_in_generate=True)`: the ids and, if asked, per-step scores."""
+
+    sequences: Any = None
+    scores: Any = None
+    sequences_scores: Any = None

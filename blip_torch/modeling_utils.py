@@ -1,0 +1,220 @@
+"""Shared PyTorch machinery: loading/saving through `blip_core`, activations, masks, init.
+
+Loading builds the model on the meta device and assigns the checkpoint's
+tensors directly (no random init, no second copy of the weights).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from blip_core.checkpoint import open_weights, save_safetensors
+from blip_core.configuration import BlipConfigBase
+from blip_core.hub import resolve_weights
+from blip_core.model_constants import MASK_FILL_VALUE, activation_name
+from blip_core.weights import CheckpointError, prepare_state, saved_names
+
+_ACTIVATIONS = {
+    "gelu_erf": lambda x: nn.functional.gelu(x),
+    "gelu_tanh": lambda x: nn.functional.gelu(x, approximate="tanh"),
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "silu": nn.functional.silu,
+}
+_HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token")
+
+
+def get_activation(hidden_act: str):
+    """The activation function a config names."""
+    return _ACTIVATIONS[activation_name(hidden_act)]
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A 0/1 keep-mask as the additive mask BLIP uses: 0 where kept, -10000 where masked."""
+    return (1.0 - mask.to(dtype)) * MASK_FILL_VALUE
+
+
+def resolve_dtype(torch_dtype: Any, config: BlipConfigBase) -> torch.dtype:
+    """`torch_dtype` as a torch dtype: None -> float32, "auto" -> the config's `dtype`, names accepted."""
+    if torch_dtype is None:
+        return torch.float32
+    if torch_dtype == "auto":
+        torch_dtype = getattr(config, "dtype", None) or "float32"
+    if isinstance(torch_dtype, str):
+        torch_dtype = getattr(torch, torch_dtype.replace("torch.", ""), None)
+    if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
+        raise ValueError(f"torch_dtype must be a floating torch dtype, its name, or 'auto'; got {torch_dtype!r}")
+    return torch_dtype
+
+
+def resolve_device(device: Any, device_map: Any) -> torch.device | None:
+    if device_map is not None:
+        if device_map != "auto" and not isinstance(device_map, (str, torch.device, int)):
+            raise ValueError(
+                f"device_map must be 'auto' or one device (multi-device maps are not supported), got {device_map!r}"
+            )
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device_map == "auto" else device_map
+    return torch.device(device) if device is not None else None
+
+
+def to_numpy(tensor: torch.Tensor) -> tuple[np.ndarray, bool]:
+    """(array, is_bf16) for saving; bfloat16 comes back as uint16 bit patterns."""
+    tensor = tensor.detach().to("cpu").contiguous()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(np.uint16), True
+    return tensor.numpy(), False
+
+
+class BlipPreTrainedModel(nn.Module):
+    """Base of every class: `from_pretrained`, `save_pretrained`, dtype/device helpers, init."""
+
+    config_class: ClassVar[type[BlipConfigBase]]
+    main_input_name: ClassVar[str] = "pixel_values"
+
+    def __init__(self, config: BlipConfigBase) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        config.check_buildable()
+        self.config = config
+        self.gradient_checkpointing = False
+
+    # -- construction helpers ------------------------------------------------------
+
+    def post_init(self) -> None:
+        """Initialise weights (unless built on the meta device) and tie the LM head."""
+        if not any(p.is_meta for p in self.parameters()):
+            self.apply(self._init_module)
+        self.tie_weights()
+
+    def _init_module(self, module: nn.Module) -> None:
+        std = getattr(self.config, "initializer_range", 0.02)
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
+        """Share the LM-head decoder with the word embeddings, except names in `untied`."""
+
+    # -- properties ------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def gradient_checkpointing_enable(self, **_: Any) -> None:
+        for module in self.modules():
+            if hasattr(module, "gradient_checkpointing"):
+                module.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        for module in self.modules():
+            if hasattr(module, "gradient_checkpointing"):
+                module.gradient_checkpointing = False
+
+    # -- loading -----------------------------------------------------------------------
+
+    @classmethod
+    def _build_config(cls, name_or_path: Any, config: Any, hub: dict, overrides: dict) -> BlipConfigBase:
+        if config is None:
+            return cls.config_class.from_pretrained(name_or_path, **hub, **overrides)
+        if not isinstance(config, cls.config_class):
+            raise TypeError(f"config must be a {cls.config_class.__name__}, got {type(config).__name__}")
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        config: BlipConfigBase | None = None,
+        torch_dtype: Any = None,
+        device: Any = None,
+        device_map: Any = None,
+        **kwargs: Any,
+    ) -> BlipPreTrainedModel:
+        """Load from a folder or Hub id (`model.safetensors`, else `pytorch_model.bin`, else `tf_model.h5`).
+
+        Keyword arguments other than the Hub options (`revision`, `cache_dir`,
+        `local_files_only`, `token`) override config fields.
+        """
+        hub = {key: kwargs.pop(key) for key in _HUB_OPTIONS if key in kwargs}
+        if torch_dtype is None and "dtype" in kwargs:  # the newer name of the same option
+            torch_dtype = kwargs.pop("dtype")
+        config = cls._build_config(pretrained_model_name_or_path, config, hub, kwargs)
+        dtype = resolve_dtype(torch_dtype, config)
+        source = open_weights(resolve_weights(pretrained_model_name_or_path, **hub))
+        try:
+            architectures = getattr(config, "architectures", None) or []
+            hint = (
+                f"config.json says the checkpoint is a {architectures[0]}"
+                if architectures and architectures[0] != cls.__name__
+                else ""
+            )
+            state = prepare_state(source, cls.__name__, config, hint=hint)
+            with torch.device("meta"):
+                model = cls(config)
+            tensors = {name: torch.from_numpy(state.get(name)).to(dtype) for name in state.names}
+            result = model.load_state_dict(tensors, strict=False, assign=True)
+        finally:
+            source.close()
+        tied = {pair.alias for pair in state.tied}
+        problems = [name for name in result.missing_keys if name not in tied] + list(result.unexpected_keys)
+        if problems:  # the core validated the names; this is a model-tree bug
+            raise CheckpointError(f"{cls.__name__} could not take {problems} from {source.path}")
+        model.tie_weights(untied=state.untied)
+        leftover = [name for name, p in model.named_parameters() if p.is_meta]
+        if leftover:
+            raise CheckpointError(f"{cls.__name__}: parameters not loaded from {source.path}: {leftover}")
+        target = resolve_device(device, device_map)
+        if target is not None:
+            model.to(target)
+        return model.eval()
+
+    # -- saving ------------------------------------------------------------------------
+
+    def untied_names(self) -> frozenset[str]:
+        """Tie aliases that currently hold their own tensor (saved, unlike tied ones)."""
+        return frozenset()
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
+        """Write `config.json` and a canonical `model.safetensors` (tied aliases omitted), atomically."""
+        if not safe_serialization:
+            raise ValueError("only safetensors is written; use blip-convert for pytorch_model.bin")
+        directory = Path(save_directory)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
+        state = self.state_dict()
+        names = saved_names(list(state), type(self).__name__, self.config, self.untied_names())
+        arrays, bf16 = {}, set()
+        for name in names:
+            arrays[name], is_bf16 = to_numpy(state[name])
+            if is_bf16:
+                bf16.add(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_safetensors(directory / "model.safetensors", arrays, bf16_names=frozenset(bf16))
+        self.config.architectures = [type(self).__name__]
+        self.config.dtype = str(self.dtype).replace("torch.", "")
+        self.config.save_pretrained(directory)
+        return directory

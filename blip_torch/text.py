@@ -1,0 +1,498 @@
+"""The BERT text encoder/decoder with cross-attention (`BlipTextModel`, `BlipTextLMHeadModel`), REFERENCE §6.2.
+
+Post-norm BERT layers; self-attention is causal when the *call* says
+`is_decoder`; cross-attention masks are applied (REFERENCE §0.1). Attention
+runs through `scaled_dot_product_attention` with BLIP's additive -10000 masks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from blip_core.configuration import BlipTextConfig
+from blip_core.model_constants import IGNORE_INDEX
+from blip_core.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
+from blip_torch.cache import KVCache
+from blip_torch.modeling_utils import BlipPreTrainedModel, additive_mask, get_activation
+
+
+class BlipTextEmbeddings(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values_length: int = 0,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        length = inputs_embeds.shape[1]
+        if position_ids is None:
+            position_ids = torch.arange(
+                past_key_values_length, past_key_values_length + length, device=inputs_embeds.device
+            )[None]
+        embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BlipTextSelfAttention(nn.Module):
+    def __init__(self, config: BlipTextConfig, is_cross_attention: bool) -> None:
+        super().__init__()
+        self.is_cross_attention = is_cross_attention
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        key_width = config.encoder_hidden_size if is_cross_attention else config.hidden_size
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(key_width, config.hidden_size)
+        self.value = nn.Linear(key_width, config.hidden_size)
+        self.dropout = config.attention_probs_dropout_prob
+
+    def _heads(self, states: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = states.shape
+        return states.view(batch, length, self.num_attention_heads, self.attention_head_size).transpose(
+            1, 2
+        )  # (B, H, T, D)
+
+    def _keys_values(self, hidden_states: torch.Tensor, encoder_hidden_states: Any, cache: Any, layer: int) -> tuple:
+        if not self.is_cross_attention:
+            key, value = self._heads(self.key(hidden_states)), self._heads(self.value(hidden_states))
+            return cache.update_self(layer, key, value) if cache is not None else (key, value)
+        if cache is not None and cache.cross_entries[layer] is not None:
+            return cache.cross_entries[layer]
+        key, value = self._heads(self.key(encoder_hidden_states)), self._heads(self.value(encoder_hidden_states))
+        if cache is not None:
+            cache.cross_entries[layer] = (key, value)
+        return key, value
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, Any]:
+        query = self._heads(self.query(hidden_states))
+        key, value = self._keys_values(hidden_states, encoder_hidden_states, cache, layer)
+        group = query.shape[0] // key.shape[0]  # rows sharing one cross-attention entry (beams)
+        if group > 1 and output_attentions:
+            key, value = key.repeat_interleave(group, 0), value.repeat_interleave(group, 0)
+            attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(group, 0)
+            group = 1
+        batch, heads, length, size = query.shape
+        if group > 1:  # fold the rows of one image into the query axis: (B*G, H, T, D) -> (B, H, G*T, D)
+            query = (
+                query.view(batch // group, group, heads, length, size)
+                .transpose(1, 2)
+                .reshape(batch // group, heads, group * length, size)
+            )
+        dropout = self.dropout if self.training else 0.0
+        if output_attentions:
+            scores = query @ key.transpose(-1, -2) / self.attention_head_size**0.5
+            weights = torch.softmax(scores if attention_mask is None else scores + attention_mask, dim=-1)
+            context = nn.functional.dropout(weights, dropout, self.training) @ value
+        else:
+            weights = None
+            context = nn.functional.scaled_dot_product_attention(
+                query, key, value, attn_mask=attention_mask, dropout_p=dropout
+            )
+        if group > 1:  # unfold: (B, H, G*T, D) -> (B*G, H, T, D)
+            context = (
+                context.view(batch // group, heads, group, length, size)
+                .transpose(1, 2)
+                .reshape(batch, heads, length, size)
+            )
+        context = context.transpose(1, 2).reshape(batch, length, heads * size)  # (B, T, H*D)
+        return context, weights
+
+
+class BlipTextSelfOutput(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BlipTextAttention(nn.Module):
+    def __init__(self, config: BlipTextConfig, is_cross_attention: bool = False) -> None:
+        super().__init__()
+        self.self = BlipTextSelfAttention(config, is_cross_attention)
+        self.output = BlipTextSelfOutput(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: Any = None,
+        encoder_hidden_states: Any = None,
+        cache: Any = None,
+        layer: int = 0,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, Any]:
+        context, weights = self.self(
+            hidden_states, attention_mask, encoder_hidden_states, cache, layer, output_attentions
+        )
+        return self.output(context, hidden_states), weights
+
+
+class BlipTextIntermediate(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = get_activation(config.hidden_act)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class BlipTextOutput(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BlipTextLayer(nn.Module):
+    def __init__(self, config: BlipTextConfig, layer_num: int) -> None:
+        super().__init__()
+        self.layer_num = layer_num
+        self.attention = BlipTextAttention(config)
+        if config.is_decoder:
+            self.crossattention = BlipTextAttention(config, is_cross_attention=True)
+        self.intermediate = BlipTextIntermediate(config)
+        self.output = BlipTextOutput(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: Any,
+        encoder_hidden_states: Any,
+        encoder_attention_mask: Any,
+        cache: Any,
+        output_attentions: bool,
+    ) -> tuple[torch.Tensor, Any, Any]:
+        hidden_states, self_weights = self.attention(
+            hidden_states, attention_mask, None, cache, self.layer_num, output_attentions
+        )
+        cross_weights = None
+        if encoder_hidden_states is not None:
+            if not hasattr(self, "crossattention"):
+                raise ValueError(
+                    "encoder_hidden_states given, but the text config has is_decoder=False (no cross-attention)"
+                )
+            hidden_states, cross_weights = self.crossattention(
+                hidden_states, encoder_attention_mask, encoder_hidden_states, cache, self.layer_num, output_attentions
+            )
+        hidden_states = self.output(self.intermediate(hidden_states), hidden_states)
+        return hidden_states, self_weights, cross_weights
+
+
+class BlipTextEncoder(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BlipTextLayer(config, i) for i in range(config.num_hidden_layers))
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: Any,
+        encoder_hidden_states: Any,
+        encoder_attention_mask: Any,
+        cache: Any,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> tuple:
+        all_hidden = (hidden_states,) if output_hidden_states else None
+        all_self = () if output_attentions else None
+        all_cross = () if output_attentions and encoder_hidden_states is not None else None
+        arguments = (attention_mask, encoder_hidden_states, encoder_attention_mask, cache, output_attentions)
+        for layer in self.layer:
+            if self.gradient_checkpointing and self.training and cache is None:
+                hidden_states, self_weights, cross_weights = checkpoint(
+                    layer, hidden_states, *arguments, use_reentrant=False
+                )
+            else:
+                hidden_states, self_weights, cross_weights = layer(hidden_states, *arguments)
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+            if output_attentions:
+                all_self += (self_weights,)
+                if all_cross is not None:
+                    all_cross += (cross_weights,)
+        return hidden_states, all_hidden, all_self, all_cross
+
+
+class BlipTextPooler(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+class BlipTextPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform_act_fn = get_activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+
+class BlipTextLMPredictionHead(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.transform = BlipTextPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder.bias = self.bias  # one parameter under both names, as in transformers
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(hidden_states))
+
+
+class BlipTextOnlyMLMHead(nn.Module):
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__()
+        self.predictions = BlipTextLMPredictionHead(config)
+
+    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
+        return self.predictions(sequence_output)
+
+
+def extended_attention_mask(
+    attention_mask: torch.Tensor, length: int, past: int, is_decoder: bool, dtype: torch.dtype
+) -> torch.Tensor:
+    """BLIP's additive self-attention mask (B, 1, T, past+T): padding, and causality for decoders."""
+    if attention_mask.dim() == 3:
+        keep = attention_mask[:, None]
+    elif is_decoder:
+        positions = torch.arange(past + length, device=attention_mask.device)
+        causal = positions[None, :] <= positions[past:, None]  # (T, past+T)
+        keep = causal[None, None] * attention_mask[:, None, None, :]
+    else:
+        keep = attention_mask[:, None, None, :]
+    return additive_mask(keep, dtype)
+
+
+class BlipTextModel(BlipPreTrainedModel):
+    """The BLIP text transformer (`transformers.BlipTextModel`); `is_decoder=True` makes it causal.
+
+    >>> from blip_core import BlipTextConfig
+    >>> model = BlipTextModel(BlipTextConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+    ...                                      num_attention_heads=2, intermediate_size=20))
+    >>> model(torch.tensor([[1, 5, 7]])).pooler_output.shape
+    torch.Size([1, 16])
+    """
+
+    config_class = BlipTextConfig
+    main_input_name = "input_ids"
+
+    def __init__(self, config: BlipTextConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = BlipTextEmbeddings(config)
+        self.encoder = BlipTextEncoder(config)
+        self.pooler = BlipTextPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        is_decoder: bool = False,
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions | tuple:
+        if head_mask is not None:
+            raise ValueError("head_mask is not supported")
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        use_cache = (self.config.use_cache if use_cache is None else use_cache) and is_decoder
+        if (input_ids is None) == (inputs_embeds is None and encoder_embeds is None):
+            raise ValueError("pass exactly one of input_ids, inputs_embeds or encoder_embeds")
+        if input_ids is not None:
+            check_ids(input_ids, self.config)
+        cache = (
+            past_key_values
+            if past_key_values is not None
+            else (KVCache(self.config.num_hidden_layers) if use_cache else None)
+        )
+        past = cache.length if cache is not None else 0
+        if encoder_embeds is not None:
+            hidden_states = encoder_embeds
+        else:
+            hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds, past)
+        batch, length = hidden_states.shape[:2]
+        if past + length > self.config.max_position_embeddings and position_ids is None:
+            raise ValueError(
+                f"sequence of {past + length} tokens exceeds "
+                f"max_position_embeddings ({self.config.max_position_embeddings})"
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, past + length, device=hidden_states.device)
+        mask = extended_attention_mask(attention_mask, length, past, is_decoder, hidden_states.dtype)
+        cross_mask = None
+        if encoder_hidden_states is not None and encoder_attention_mask is not None:
+            cross_mask = additive_mask(encoder_attention_mask[:, None, None, :], hidden_states.dtype)
+        sequence_output, all_hidden, all_self, all_cross = self.encoder(
+            hidden_states, mask, encoder_hidden_states, cross_mask, cache, output_attentions, output_hidden_states
+        )
+        if cache is not None:
+            cache.advance(length)
+        pooled = self.pooler(sequence_output) if self.pooler is not None else None
+        output = BaseModelOutputWithPoolingAndCrossAttentions(
+            sequence_output, pooled, all_hidden, cache if use_cache else None, all_self, all_cross
+        )
+        return output if return_dict else output.to_tuple()
+
+
+def check_ids(input_ids: torch.Tensor, config: BlipTextConfig) -> None:
+    """Token ids must be integers inside the vocabulary: a clear error instead of an IndexError."""
+    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must be integers, got {input_ids.dtype}")
+    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
+        raise ValueError(
+            f"input_ids must lie in [0, {config.vocab_size}), "
+            f"got values from {int(input_ids.min())} to {int(input_ids.max())}"
+        )
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float, reduction: str) -> torch.Tensor:
+    """Next-token cross-entropy: logits[:, :-1] against labels[:, 1:], -100 ignored."""
+    shifted = logits[:, :-1].float()
+    targets = labels[:, 1:].to(shifted.device)
+    loss = nn.functional.cross_entropy(
+        shifted.reshape(-1, shifted.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
+    return loss.view(logits.shape[0], -1).sum(1) if reduction == "none" else loss
+
+
+class BlipTextLMHeadModel(BlipPreTrainedModel):
+    """The BLIP text decoder with its LM head (`transformers.BlipTextLMHeadModel`).
+
+    >>> from blip_core import BlipTextConfig
+    >>> model = BlipTextLMHeadModel(BlipTextConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+    ...                                            num_attention_heads=2, intermediate_size=20))
+    >>> model(torch.tensor([[1, 5, 7]])).logits.shape
+    torch.Size([1, 3, 50])
+    """
+
+    config_class = BlipTextConfig
+    main_input_name = "input_ids"
+
+    def __init__(self, config: BlipTextConfig) -> None:
+        super().__init__(config)
+        self.bert = BlipTextModel(config, add_pooling_layer=False)
+        self.cls = BlipTextOnlyMLMHead(config)
+        self.label_smoothing = config.label_smoothing
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.bert.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.cls.predictions.decoder
+
+    def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
+        predictions = self.cls.predictions
+        predictions.decoder.bias = predictions.bias
+        if self.config.tie_word_embeddings and "cls.predictions.decoder.weight" not in untied:
+            predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def untied_names(self) -> frozenset[str]:
+        if self.cls.predictions.decoder.weight is self.bert.embeddings.word_embeddings.weight:
+            return frozenset()
+        return frozenset({"cls.predictions.decoder.weight"})
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        return_logits: bool = False,
+        is_decoder: bool = True,
+        reduction: str = "mean",
+    ) -> CausalLMOutputWithCrossAttentions | tuple | torch.Tensor:
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        if labels is not None:
+            use_cache = False
+        outputs = self.bert(
+            input_ids,
+            attention_mask,
+            position_ids,
+            head_mask,
+            inputs_embeds,
+            None,
+            encoder_hidden_states,
+            encoder_attention_mask,
+            past_key_values,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
+            True,
+            is_decoder,
+        )
+        logits = self.cls(outputs.last_hidden_state)
+        if return_logits:
+            return logits[:, :-1].contiguous()
+        loss = lm_loss(logits, labels, self.label_smoothing, reduction) if labels is not None else None
+        output = CausalLMOutputWithCrossAttentions(
+            loss, logits, outputs.past_key_values, outputs.hidden_states, outputs.attentions, outputs.cross_attentions
+        )
+        return output if return_dict else output.to_tuple()

@@ -1,0 +1,189 @@
+"""The ViT image encoder (`BlipVisionModel`), REFERENCE §6.1.
+
+Pre-norm blocks with a fused qkv projection, attention through
+`scaled_dot_product_attention` (explicit softmax only when attentions are
+asked for), and the pooled output normalised twice, as in `transformers`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from blip_core.configuration import BlipVisionConfig
+from blip_core.interpolation import bicubic_matrix
+from blip_core.model_constants import num_positions, patch_grid
+from blip_core.outputs import BaseModelOutputWithPooling
+from blip_torch.modeling_utils import BlipPreTrainedModel, get_activation
+
+
+class BlipVisionEmbeddings(nn.Module):
+    def __init__(self, config: BlipVisionConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.patch_size = config.patch_size
+        self.class_embedding = nn.Parameter(torch.empty(1, 1, config.hidden_size))
+        self.patch_embedding = nn.Conv2d(3, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size)
+        self.position_embedding = nn.Parameter(
+            torch.empty(1, num_positions(config.image_size, config.patch_size), config.hidden_size)
+        )
+
+    def interpolate_pos_encoding(self, height: int, width: int) -> torch.Tensor:
+        """The position table resized bicubically to a (height, width) image's patch grid."""
+        rows, cols = patch_grid(height, width, self.patch_size)
+        table = self.position_embedding
+        side = int(round((table.shape[1] - 1) ** 0.5))
+        if (rows, cols) == (side, side):
+            return table
+        grid = table[0, 1:].reshape(side, side, -1)  # (S, S, D)
+        row_matrix = torch.tensor(bicubic_matrix(side, rows)).to(grid)
+        col_matrix = torch.tensor(bicubic_matrix(side, cols)).to(grid)
+        resized = torch.einsum("rh,hwd,cw->rcd", row_matrix, grid, col_matrix)  # (R, C, D)
+        return torch.cat([table[:, :1], resized.reshape(1, rows * cols, -1)], dim=1)
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        batch, _, height, width = pixel_values.shape
+        patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))  # (B, D, R, C)
+        patches = patches.flatten(2).transpose(1, 2)  # (B, R*C, D)
+        tokens = torch.cat([self.class_embedding.expand(batch, 1, -1).to(patches.dtype), patches], dim=1)
+        if interpolate_pos_encoding:
+            positions = self.interpolate_pos_encoding(height, width)
+        else:
+            positions = self.position_embedding
+            if positions.shape[1] != tokens.shape[1]:
+                raise ValueError(
+                    f"pixel_values of size {height}x{width} give {tokens.shape[1] - 1} patches but the model was "
+                    f"trained at {self.config.image_size}x{self.config.image_size} ({positions.shape[1] - 1} patches); "
+                    "resize the images or pass interpolate_pos_encoding=True"
+                )
+        return tokens + positions[:, : tokens.shape[1]].to(tokens.dtype)
+
+
+class BlipAttention(nn.Module):
+    def __init__(self, config: BlipVisionConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scale = self.head_dim**-0.5
+        self.dropout = config.attention_dropout
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.projection = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple[torch.Tensor, Any]:
+        batch, length, width = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
+        dropout = self.dropout if self.training else 0.0
+        if output_attentions:
+            weights = torch.softmax(query @ key.transpose(-1, -2) * self.scale, dim=-1)  # (B, H, T, T)
+            context = nn.functional.dropout(weights, dropout, self.training) @ value
+        else:
+            weights = None
+            context = nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=dropout, scale=self.scale)
+        context = context.transpose(1, 2).reshape(batch, length, width)  # (B, T, H*D)
+        return self.projection(context), weights
+
+
+class BlipMLP(nn.Module):
+    def __init__(self, config: BlipVisionConfig) -> None:
+        super().__init__()
+        self.activation_fn = get_activation(config.hidden_act)
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class BlipEncoderLayer(nn.Module):
+    def __init__(self, config: BlipVisionConfig) -> None:
+        super().__init__()
+        self.self_attn = BlipAttention(config)
+        self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = BlipMLP(config)
+        self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple[torch.Tensor, Any]:
+        attended, weights = self.self_attn(self.layer_norm1(hidden_states), output_attentions)
+        hidden_states = hidden_states + attended
+        hidden_states = hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        return hidden_states, weights
+
+
+class BlipEncoder(nn.Module):
+    def __init__(self, config: BlipVisionConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(BlipEncoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.gradient_checkpointing = False
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        all_hidden = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                hidden_states, weights = checkpoint(layer, hidden_states, output_attentions, use_reentrant=False)
+            else:
+                hidden_states, weights = layer(hidden_states, output_attentions)
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        return hidden_states, all_hidden, all_attentions
+
+
+class BlipVisionModel(BlipPreTrainedModel):
+    """The BLIP image encoder (`transformers.BlipVisionModel`).
+
+    >>> from blip_core import BlipVisionConfig
+    >>> model = BlipVisionModel(BlipVisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+    ...                                          intermediate_size=40, image_size=32, patch_size=16))
+    >>> model(torch.zeros(1, 3, 32, 32)).last_hidden_state.shape
+    torch.Size([1, 5, 32])
+    """
+
+    config_class = BlipVisionConfig
+
+    def __init__(self, config: BlipVisionConfig) -> None:
+        super().__init__(config)
+        self.embeddings = BlipVisionEmbeddings(config)
+        self.encoder = BlipEncoder(config)
+        self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def _init_module(self, module: nn.Module) -> None:
+        super()._init_module(module)
+        if isinstance(module, BlipVisionEmbeddings):
+            nn.init.trunc_normal_(module.position_embedding, std=self.config.initializer_range)
+            nn.init.trunc_normal_(module.class_embedding, std=self.config.initializer_range)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> BaseModelOutputWithPooling | tuple:
+        if pixel_values is None:
+            raise ValueError("BlipVisionModel needs pixel_values of shape (batch, 3, height, width)")
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
+            raise ValueError(f"pixel_values must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}")
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding)
+        hidden_states, all_hidden, all_attentions = self.encoder(hidden_states, output_attentions, output_hidden_states)
+        last_hidden_state = self.post_layernorm(hidden_states)
+        pooled_output = self.post_layernorm(last_hidden_state[:, 0, :])  # normalised twice, as in transformers
+        output = BaseModelOutputWithPooling(last_hidden_state, pooled_output, all_hidden, all_attentions)
+        return output if return_dict else output.to_tuple()
