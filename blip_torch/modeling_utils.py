@@ -6,6 +6,7 @@ tensors directly (no random init, no second copy of the weights).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,83 @@ _ACTIVATIONS = {
     "silu": nn.functional.silu,
 }
 _HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token")
+
+
+# Below this many rows a CPU matrix-vector product is memory-bound, and MKL's GEMM streams the
+# weight on one core; splitting the weight into two halves as a batch keeps both cores streaming.
+SPLIT_GEMV_MAX_ROWS = 32
+# CPUs without AMX or AVX512-BF16 emulate bf16/fp16 matrix products slowly; there, only the
+# memory-bound few-row products stay in the low precision, larger ones compute in float32 (the
+# same math: low-precision values are exact in float32, and the products accumulate in float32).
+NATIVE_LOW_PRECISION_ROWS = 4
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_low_precision_units() -> bool:
+    """AMX tiles or AVX512-BF16: bf16 matrix products run natively."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def _emulated(tensor: torch.Tensor) -> bool:
+    return tensor.dtype in LOW_PRECISION and tensor.device.type == "cpu" and not cpu_has_low_precision_units()
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` with faster CPU inference paths; same parameters, names and math.
+
+    Few rows (decoding): the float32 weight is read on both cores. Low precision on CPUs
+    without bf16 units: large products compute in float32.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        rows = input.numel() // self.in_features if input.dim() else 0
+        if _emulated(weight):
+            if rows <= NATIVE_LOW_PRECISION_ROWS:
+                return nn.functional.linear(input, weight, bias)
+            out = nn.functional.linear(input.float(), weight.float(), None if bias is None else bias.float())
+            return out.to(weight.dtype)
+        if (
+            rows > SPLIT_GEMV_MAX_ROWS
+            or torch.is_grad_enabled()
+            or input.device.type != "cpu"
+            or weight.dtype != torch.float32
+            or self.out_features % 2
+            or not weight.is_contiguous()
+        ):
+            return nn.functional.linear(input, weight, bias)
+        flat = input.reshape(rows, self.in_features).to(weight.dtype)
+        halves = weight.view(2, self.out_features // 2, self.in_features)  # (2, O/2, I)
+        out = torch.bmm(halves, flat.t().unsqueeze(0).expand(2, -1, -1))  # (2, O/2, R)
+        out = out.permute(2, 0, 1).contiguous().view(*input.shape[:-1], self.out_features)  # (..., O)
+        return out + bias if bias is not None else out
+
+
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout: float,
+    output_attentions: bool,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention (B, H, T, D) -> (context, probabilities if asked); `mask` is additive."""
+    dtype = query.dtype
+    if _emulated(query):
+        query, key, value = query.float(), key.float(), value.float()
+        mask = None if mask is None else mask.float()
+    if output_attentions:
+        scores = query @ key.transpose(-1, -2) * (query.shape[-1] ** -0.5 if scale is None else scale)
+        weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
+        context = nn.functional.dropout(weights, dropout, training=dropout > 0) @ value
+        return context.to(dtype), weights.to(dtype)
+    context = nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=dropout, scale=scale
+    )
+    return context.to(dtype), None
 
 
 def get_activation(hidden_act: str):

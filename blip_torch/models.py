@@ -23,7 +23,7 @@ from blip_core.outputs import (
 )
 from blip_core.prompts import prompt_rows
 from blip_torch.generation import generate as decode
-from blip_torch.modeling_utils import BlipPreTrainedModel
+from blip_torch.modeling_utils import BlipPreTrainedModel, Linear
 from blip_torch.text import BlipTextLMHeadModel, BlipTextModel
 from blip_torch.vision import BlipVisionModel
 
@@ -77,8 +77,8 @@ class BlipModel(BlipPreTrainedModel):
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
         self.text_model = BlipTextModel(config.text_config)
         self.vision_model = BlipVisionModel(config.vision_config)
-        self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
-        self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
+        self.visual_projection = Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
+        self.text_projection = Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
         self.post_init()
 
     def post_init(self) -> None:
@@ -267,9 +267,9 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
         super().__init__(config)
         self.vision_model = BlipVisionModel(config.vision_config)
         self.text_encoder = BlipTextModel(config.text_config, add_pooling_layer=False)
-        self.vision_proj = nn.Linear(config.vision_config.hidden_size, config.image_text_hidden_size)
-        self.text_proj = nn.Linear(config.text_config.hidden_size, config.image_text_hidden_size)
-        self.itm_head = nn.Linear(config.text_config.hidden_size, 2)
+        self.vision_proj = Linear(config.vision_config.hidden_size, config.image_text_hidden_size)
+        self.text_proj = Linear(config.text_config.hidden_size, config.image_text_hidden_size)
+        self.itm_head = Linear(config.text_config.hidden_size, 2)
         self.decoder_pad_token_id = config.text_config.pad_token_id
         self.decoder_start_token_id = config.text_config.bos_token_id
         self.post_init()

@@ -17,7 +17,7 @@ from blip_core.configuration import BlipTextConfig
 from blip_core.model_constants import IGNORE_INDEX
 from blip_core.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
 from blip_torch.cache import KVCache
-from blip_torch.modeling_utils import BlipPreTrainedModel, additive_mask, get_activation
+from blip_torch.modeling_utils import BlipPreTrainedModel, Linear, additive_mask, attend, get_activation
 
 
 class BlipTextEmbeddings(nn.Module):
@@ -53,9 +53,9 @@ class BlipTextSelfAttention(nn.Module):
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.hidden_size // config.num_attention_heads
         key_width = config.encoder_hidden_size if is_cross_attention else config.hidden_size
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(key_width, config.hidden_size)
-        self.value = nn.Linear(key_width, config.hidden_size)
+        self.query = Linear(config.hidden_size, config.hidden_size)
+        self.key = Linear(key_width, config.hidden_size)
+        self.value = Linear(key_width, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
 
     def _heads(self, states: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,8 @@ class BlipTextSelfAttention(nn.Module):
         if cache is not None and cache.cross_entries[layer] is not None:
             return cache.cross_entries[layer]
         key, value = self._heads(self.key(encoder_hidden_states)), self._heads(self.value(encoder_hidden_states))
-        if cache is not None:
+        if cache is not None:  # stored contiguous: attention would otherwise copy them at every step
+            key, value = key.contiguous(), value.contiguous()
             cache.cross_entries[layer] = (key, value)
         return key, value
 
@@ -99,15 +100,7 @@ class BlipTextSelfAttention(nn.Module):
                 .reshape(batch // group, heads, group * length, size)
             )
         dropout = self.dropout if self.training else 0.0
-        if output_attentions:
-            scores = query @ key.transpose(-1, -2) / self.attention_head_size**0.5
-            weights = torch.softmax(scores if attention_mask is None else scores + attention_mask, dim=-1)
-            context = nn.functional.dropout(weights, dropout, self.training) @ value
-        else:
-            weights = None
-            context = nn.functional.scaled_dot_product_attention(
-                query, key, value, attn_mask=attention_mask, dropout_p=dropout
-            )
+        context, weights = attend(query, key, value, attention_mask, dropout, output_attentions)
         if group > 1:  # unfold: (B, H, G*T, D) -> (B*G, H, T, D)
             context = (
                 context.view(batch // group, heads, group, length, size)
@@ -121,7 +114,7 @@ class BlipTextSelfAttention(nn.Module):
 class BlipTextSelfOutput(nn.Module):
     def __init__(self, config: BlipTextConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -153,7 +146,7 @@ class BlipTextAttention(nn.Module):
 class BlipTextIntermediate(nn.Module):
     def __init__(self, config: BlipTextConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = get_activation(config.hidden_act)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -163,7 +156,7 @@ class BlipTextIntermediate(nn.Module):
 class BlipTextOutput(nn.Module):
     def __init__(self, config: BlipTextConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dense = Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -245,7 +238,7 @@ class BlipTextEncoder(nn.Module):
 class BlipTextPooler(nn.Module):
     def __init__(self, config: BlipTextConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -255,7 +248,7 @@ class BlipTextPooler(nn.Module):
 class BlipTextPredictionHeadTransform(nn.Module):
     def __init__(self, config: BlipTextConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.transform_act_fn = get_activation(config.hidden_act)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
@@ -267,7 +260,7 @@ class BlipTextLMPredictionHead(nn.Module):
     def __init__(self, config: BlipTextConfig) -> None:
         super().__init__()
         self.transform = BlipTextPredictionHeadTransform(config)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.decoder.bias = self.bias  # one parameter under both names, as in transformers
 
@@ -360,19 +353,25 @@ class BlipTextModel(BlipPreTrainedModel):
             else (KVCache(self.config.num_hidden_layers) if use_cache else None)
         )
         past = cache.length if cache is not None else 0
-        if encoder_embeds is not None:
-            hidden_states = encoder_embeds
-        else:
-            hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds, past)
-        batch, length = hidden_states.shape[:2]
+        length = (
+            input_ids if input_ids is not None else inputs_embeds if inputs_embeds is not None else encoder_embeds
+        ).shape[1]
         if past + length > self.config.max_position_embeddings and position_ids is None:
             raise ValueError(
                 f"sequence of {past + length} tokens exceeds "
                 f"max_position_embeddings ({self.config.max_position_embeddings})"
             )
-        if attention_mask is None:
-            attention_mask = torch.ones(batch, past + length, device=hidden_states.device)
-        mask = extended_attention_mask(attention_mask, length, past, is_decoder, hidden_states.dtype)
+        if encoder_embeds is not None:
+            hidden_states = encoder_embeds
+        else:
+            hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds, past)
+        batch = hidden_states.shape[0]
+        if attention_mask is None and (length == 1 or not is_decoder):
+            mask = None  # nothing to hide: no padding, and one query position needs no causal mask
+        else:
+            if attention_mask is None:
+                attention_mask = torch.ones(batch, past + length, device=hidden_states.device)
+            mask = extended_attention_mask(attention_mask, length, past, is_decoder, hidden_states.dtype)
         cross_mask = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
             cross_mask = additive_mask(encoder_attention_mask[:, None, None, :], hidden_states.dtype)

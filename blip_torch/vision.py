@@ -17,7 +17,7 @@ from blip_core.configuration import BlipVisionConfig
 from blip_core.interpolation import bicubic_matrix
 from blip_core.model_constants import num_positions, patch_grid
 from blip_core.outputs import BaseModelOutputWithPooling
-from blip_torch.modeling_utils import BlipPreTrainedModel, get_activation
+from blip_torch.modeling_utils import BlipPreTrainedModel, Linear, attend, get_activation
 
 
 class BlipVisionEmbeddings(nn.Module):
@@ -69,20 +69,15 @@ class BlipAttention(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scale = self.head_dim**-0.5
         self.dropout = config.attention_dropout
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.projection = nn.Linear(config.hidden_size, config.hidden_size)
+        self.qkv = Linear(config.hidden_size, 3 * config.hidden_size)
+        self.projection = Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple[torch.Tensor, Any]:
         batch, length, width = hidden_states.shape
         qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, D)
         dropout = self.dropout if self.training else 0.0
-        if output_attentions:
-            weights = torch.softmax(query @ key.transpose(-1, -2) * self.scale, dim=-1)  # (B, H, T, T)
-            context = nn.functional.dropout(weights, dropout, self.training) @ value
-        else:
-            weights = None
-            context = nn.functional.scaled_dot_product_attention(query, key, value, dropout_p=dropout, scale=self.scale)
+        context, weights = attend(query, key, value, None, dropout, output_attentions, self.scale)  # (B, H, T, D)
         context = context.transpose(1, 2).reshape(batch, length, width)  # (B, T, H*D)
         return self.projection(context), weights
 
@@ -91,8 +86,8 @@ class BlipMLP(nn.Module):
     def __init__(self, config: BlipVisionConfig) -> None:
         super().__init__()
         self.activation_fn = get_activation(config.hidden_act)
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.fc1 = Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = Linear(config.intermediate_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation_fn(self.fc1(hidden_states)))
