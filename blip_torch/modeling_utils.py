@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from blip_core.checkpoint import open_weights, save_safetensors
 from blip_core.configuration import BlipConfigBase
-from blip_core.hub import resolve_weights
+from blip_core.loading import open_pretrained, resolve_config, split_hub_options, write_pretrained
 from blip_core.model_constants import MASK_FILL_VALUE, activation_name
-from blip_core.weights import CheckpointError, prepare_state, saved_names
+from blip_core.weights import CheckpointError, saved_names
 
 _ACTIVATIONS = {
     "gelu_erf": lambda x: nn.functional.gelu(x),
@@ -28,7 +27,6 @@ _ACTIVATIONS = {
     "tanh": torch.tanh,
     "silu": nn.functional.silu,
 }
-_HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token")
 
 
 # Below this many rows a CPU matrix-vector product is memory-bound, and MKL's GEMM streams the
@@ -212,16 +210,6 @@ class BlipPreTrainedModel(nn.Module):
     # -- loading -----------------------------------------------------------------------
 
     @classmethod
-    def _build_config(cls, name_or_path: Any, config: Any, hub: dict, overrides: dict) -> BlipConfigBase:
-        if config is None:
-            return cls.config_class.from_pretrained(name_or_path, **hub, **overrides)
-        if not isinstance(config, cls.config_class):
-            raise TypeError(f"config must be a {cls.config_class.__name__}, got {type(config).__name__}")
-        for key, value in overrides.items():
-            setattr(config, key, value)
-        return config
-
-    @classmethod
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: str | os.PathLike,
@@ -237,34 +225,25 @@ class BlipPreTrainedModel(nn.Module):
         Keyword arguments other than the Hub options (`revision`, `cache_dir`,
         `local_files_only`, `token`) override config fields.
         """
-        hub = {key: kwargs.pop(key) for key in _HUB_OPTIONS if key in kwargs}
-        if torch_dtype is None and "dtype" in kwargs:  # the newer name of the same option
-            torch_dtype = kwargs.pop("dtype")
-        config = cls._build_config(pretrained_model_name_or_path, config, hub, kwargs)
+        hub, overrides = split_hub_options(kwargs)
+        if torch_dtype is None and "dtype" in overrides:  # the newer name of the same option
+            torch_dtype = overrides.pop("dtype")
+        config = resolve_config(cls.config_class, pretrained_model_name_or_path, config, hub, overrides)
         dtype = resolve_dtype(torch_dtype, config)
-        source = open_weights(resolve_weights(pretrained_model_name_or_path, **hub))
+        source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, hub)
         try:
-            architectures = getattr(config, "architectures", None) or []
-            hint = (
-                f"config.json says the checkpoint is a {architectures[0]}"
-                if architectures and architectures[0] != cls.__name__
-                else ""
-            )
-            state = prepare_state(source, cls.__name__, config, hint=hint)
             with torch.device("meta"):
                 model = cls(config)
             tensors = {name: torch.from_numpy(state.get(name)).to(dtype) for name in state.names}
-            result = model.load_state_dict(tensors, strict=False, assign=True)
         finally:
             source.close()
+        result = model.load_state_dict(tensors, strict=False, assign=True)
         tied = {pair.alias for pair in state.tied}
         problems = [name for name in result.missing_keys if name not in tied] + list(result.unexpected_keys)
+        model.tie_weights(untied=state.untied)
+        problems += [name for name, p in model.named_parameters() if p.is_meta]
         if problems:  # the core validated the names; this is a model-tree bug
             raise CheckpointError(f"{cls.__name__} could not take {problems} from {source.path}")
-        model.tie_weights(untied=state.untied)
-        leftover = [name for name, p in model.named_parameters() if p.is_meta]
-        if leftover:
-            raise CheckpointError(f"{cls.__name__}: parameters not loaded from {source.path}: {leftover}")
         target = resolve_device(device, device_map)
         if target is not None:
             model.to(target)
@@ -280,19 +259,11 @@ class BlipPreTrainedModel(nn.Module):
         """Write `config.json` and a canonical `model.safetensors` (tied aliases omitted), atomically."""
         if not safe_serialization:
             raise ValueError("only safetensors is written; use blip-convert for pytorch_model.bin")
-        directory = Path(save_directory)
-        if directory.exists() and not directory.is_dir():
-            raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
         state = self.state_dict()
-        names = saved_names(list(state), type(self).__name__, self.config, self.untied_names())
         arrays, bf16 = {}, set()
-        for name in names:
+        for name in saved_names(list(state), type(self).__name__, self.config, self.untied_names()):
             arrays[name], is_bf16 = to_numpy(state[name])
             if is_bf16:
                 bf16.add(name)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_safetensors(directory / "model.safetensors", arrays, bf16_names=frozenset(bf16))
-        self.config.architectures = [type(self).__name__]
-        self.config.dtype = str(self.dtype).replace("torch.", "")
-        self.config.save_pretrained(directory)
-        return directory
+        dtype_name = str(self.dtype).replace("torch.", "")
+        return write_pretrained(save_directory, self.config, type(self).__name__, arrays, dtype_name, frozenset(bf16))

@@ -23,11 +23,19 @@ KERAS_VARIABLE_NAMES: dict[tuple[str, str], str] = {
     (EMBEDDING, "weight"): "embeddings",
 }
 
+# Checkpoint name segments Keras reserves as layer attributes, and the attribute each TF layer uses instead.
+KERAS_ATTRIBUTES: dict[str, str] = {"output": "output_layer"}
+
 # (kind, torch leaf) -> axes permutation from torch layout to Keras layout.
 _TO_KERAS_AXES: dict[tuple[str, str], tuple[int, ...]] = {
     (LINEAR, "weight"): (1, 0),  # (O, I) -> (I, O)
     (CONV2D, "weight"): (2, 3, 1, 0),  # (O, I, KH, KW) -> (KH, KW, I, O)
 }
+
+
+def keras_attribute(segment: str) -> str:
+    """The Keras layer attribute that holds a checkpoint name segment."""
+    return KERAS_ATTRIBUTES.get(segment, segment)
 
 
 def keras_variable_name(kind: str, leaf: str) -> str:

@@ -1,0 +1,24 @@
+"""blip_tf: the TensorFlow/Keras 3 BLIP models, twins of `blip_torch`'s, on the same checkpoints."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from blip_tf.models import (  # noqa: E402
+    TFBlipForConditionalGeneration,
+    TFBlipForImageTextRetrieval,
+    TFBlipForQuestionAnswering,
+    TFBlipModel,
+)
+from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel  # noqa: E402
+from blip_tf.vision import TFBlipVisionModel  # noqa: E402
+
+__all__ = [
+    "TFBlipForConditionalGeneration",
+    "TFBlipForImageTextRetrieval",
+    "TFBlipForQuestionAnswering",
+    "TFBlipModel",
+    "TFBlipTextLMHeadModel",
+    "TFBlipTextModel",
+    "TFBlipVisionModel",
+]

@@ -1,0 +1,240 @@
+"""Shared TensorFlow/Keras 3 machinery: loading/saving through `blip_core`, the linear layer,
+activations, masks, attention. Twin of `blip_torch/modeling_utils.py`.
+
+Every layer builds its variables from the config (no dummy forward pass), so
+loading is: create the model, build it with zero-initialised variables, assign
+the checkpoint's arrays through `blip_core.weights.layouts`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from blip_core.configuration import BlipConfigBase
+from blip_core.loading import open_pretrained, resolve_config, split_hub_options, write_pretrained
+from blip_core.model_constants import MASK_FILL_VALUE, activation_name
+from blip_core.safetensors_io import float32_to_bf16_bits
+from blip_core.weights import CheckpointError, expected_params, keras_variable_name, saved_names, to_keras
+from blip_core.weights.layouts import from_keras, keras_attribute
+
+_ACTIVATIONS = {
+    "gelu_erf": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "relu": tf.nn.relu,
+    "tanh": tf.math.tanh,
+    "silu": tf.nn.silu,
+}
+_LOADING = contextvars.ContextVar("blip_tf_loading", default=False)
+
+
+def initializer(std: float) -> keras.initializers.Initializer:
+    """Random normal for models built from a config; zeros (cheap) when a checkpoint will fill them."""
+    return keras.initializers.Zeros() if _LOADING.get() else keras.initializers.RandomNormal(stddev=std)
+
+
+@contextlib.contextmanager
+def building(dtype: str, loading: bool):
+    """Create layers with this variable dtype and (when loading) without random initialisation."""
+    token = _LOADING.set(loading)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+        _LOADING.reset(token)
+
+
+class TFLinear(keras.layers.Layer):
+    """Twin of `Linear`: y = x @ kernel + bias, kernel in Keras layout (in, out).
+
+    XLA and oneDNN already stream small products on both cores, so there is no split path.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.in_features, self.out_features, self.use_bias = in_features, out_features, bias
+        self.init_std = 0.02
+
+    def build(self, input_shape: Any = None) -> None:
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.in_features, self.out_features), initializer=initializer(self.init_std)
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.out_features,), initializer="zeros") if self.use_bias else None
+        )
+
+    def call(self, input: tf.Tensor) -> tf.Tensor:
+        shape = tf.shape(input)
+        flat = tf.reshape(input, (-1, self.in_features))
+        out = tf.matmul(flat, tf.cast(self.kernel, flat.dtype))
+        if self.bias is not None:
+            out = out + tf.cast(self.bias, out.dtype)
+        return tf.reshape(out, tf.concat([shape[:-1], [self.out_features]], 0))
+
+
+def attend(
+    query: tf.Tensor,
+    key: tf.Tensor,
+    value: tf.Tensor,
+    mask: tf.Tensor | None,
+    dropout: float,
+    output_attentions: bool,
+    scale: float | None = None,
+    training: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Attention (B, H, T, D) -> (context, probabilities if asked); `mask` is additive."""
+    scale = query.shape[-1] ** -0.5 if scale is None else scale
+    scores = tf.matmul(query, key, transpose_b=True) * tf.cast(scale, query.dtype)  # (B, H, T, S)
+    weights = tf.nn.softmax(scores if mask is None else scores + tf.cast(mask, scores.dtype), axis=-1)
+    if training and dropout > 0:
+        weights = tf.nn.dropout(weights, rate=dropout)
+    return tf.matmul(weights, value), (weights if output_attentions else None)
+
+
+def get_activation(hidden_act: str):
+    """The activation function a config names."""
+    return _ACTIVATIONS[activation_name(hidden_act)]
+
+
+def additive_mask(mask: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """A 0/1 keep-mask as the additive mask BLIP uses: 0 where kept, -10000 where masked."""
+    return (1.0 - tf.cast(mask, dtype)) * MASK_FILL_VALUE
+
+
+def resolve_dtype(dtype: Any, config: BlipConfigBase) -> str:
+    """`dtype` as a Keras dtype name: None -> float32, "auto" -> the config's `dtype`."""
+    if dtype is None:
+        return "float32"
+    if dtype == "auto":
+        dtype = getattr(config, "dtype", None) or "float32"
+    name = getattr(dtype, "name", dtype)
+    name = str(name).replace("torch.", "")
+    if name not in ("float32", "bfloat16", "float16", "float64"):
+        raise ValueError(f"dtype must be float32, bfloat16, float16, float64 or 'auto'; got {dtype!r}")
+    return name
+
+
+def to_numpy(variable: Any) -> tuple[np.ndarray, bool]:
+    """(array, is_bf16) for saving; bfloat16 comes back as uint16 bit patterns."""
+    array = keras.ops.convert_to_numpy(variable)
+    if variable.dtype == "bfloat16":
+        return float32_to_bf16_bits(array.astype(np.float32)), True
+    return np.asarray(array), False
+
+
+def as_tensor(value: Any, dtype: Any = None) -> tf.Tensor | None:
+    """NumPy, lists or tensors as a tf.Tensor (None stays None)."""
+    if value is None:
+        return None
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    return tf.convert_to_tensor(value, dtype=dtype) if dtype is not None else tf.convert_to_tensor(value)
+
+
+class TFBlipPreTrainedModel(keras.Model):
+    """Twin of `BlipPreTrainedModel`: `from_pretrained`, `save_pretrained`, building, dtype helpers."""
+
+    config_class: ClassVar[type[BlipConfigBase]]
+    main_input_name: ClassVar[str] = "pixel_values"
+
+    def __init__(self, config: BlipConfigBase, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        config.check_buildable()
+        self.config = config
+
+    # -- construction helpers ------------------------------------------------------
+
+    def post_init(self) -> None:
+        """Set every linear layer's init scale from the config; `build_model` creates the variables."""
+        std = getattr(self.config, "initializer_range", 0.02)
+        for layer in self._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, TFLinear):
+                layer.init_std = std
+
+    def build_model(self) -> None:
+        """Create every variable from the config's sizes, without running the model."""
+        if not self.built:
+            self.build(None)
+
+    def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
+        """Share the LM-head decoder with the word embeddings, except names in `untied`."""
+
+    @property
+    def dtype(self) -> str:
+        return self.dtype_policy.variable_dtype
+
+    def num_parameters(self) -> int:
+        return int(sum(np.prod(v.shape) for v in self.weights))
+
+    def variable(self, name: str, kind: str) -> Any:
+        """The Keras variable behind a canonical parameter name (walking attribute names)."""
+        *path, leaf = name.split(".")
+        owner: Any = self
+        for segment in path:
+            owner = owner[int(segment)] if segment.isdigit() else getattr(owner, keras_attribute(segment))
+        return getattr(owner, keras_variable_name(kind, leaf))
+
+    # -- loading -----------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        config: BlipConfigBase | None = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> TFBlipPreTrainedModel:
+        """Load from a folder or Hub id (`model.safetensors`, else `pytorch_model.bin`, else `tf_model.h5`).
+
+        Needs no torch. Keyword arguments other than the Hub options override config fields.
+        """
+        hub, overrides = split_hub_options(kwargs)
+        config = resolve_config(cls.config_class, pretrained_model_name_or_path, config, hub, overrides)
+        dtype_name = resolve_dtype(dtype, config)
+        source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, hub)
+        try:
+            with building(dtype_name, loading=True):
+                model = cls(config)
+                model.tie_weights(untied=state.untied)
+                model.build_model()
+            for name in state.names:
+                spec = state.specs[name]
+                model.variable(name, spec.kind).assign(to_keras(state.get(name), spec.kind, spec.leaf))
+        except (AttributeError, IndexError) as err:  # the core validated the names; this is a model-tree bug
+            raise CheckpointError(f"{cls.__name__} has no variable for a checkpoint tensor: {err}") from None
+        finally:
+            source.close()
+        return model
+
+    # -- saving ------------------------------------------------------------------------
+
+    def untied_names(self) -> frozenset[str]:
+        """Tie aliases that currently hold their own variable (saved, unlike tied ones)."""
+        return frozenset()
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
+        """Write `config.json` and a canonical, PyTorch-named `model.safetensors`, atomically."""
+        if not safe_serialization:
+            raise ValueError("only safetensors is written; use blip-convert for other formats")
+        self.build_model()
+        specs = {spec.name: spec for spec in expected_params(type(self).__name__, self.config)}
+        arrays, bf16 = {}, set()
+        for name in saved_names(list(specs), type(self).__name__, self.config, self.untied_names()):
+            spec = specs[name]
+            array, is_bf16 = to_numpy(self.variable(name, spec.kind))
+            arrays[name] = np.ascontiguousarray(from_keras(array, spec.kind, spec.leaf))
+            if is_bf16:
+                bf16.add(name)
+        return write_pretrained(save_directory, self.config, type(self).__name__, arrays, self.dtype, frozenset(bf16))

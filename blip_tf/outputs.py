@@ -1,0 +1,25 @@
+"""Output classes of the TensorFlow tree: `blip_core`'s framework-neutral ones, under their `transformers` names."""
+
+from blip_core.outputs import (
+    BaseModelOutputWithPooling,
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    BlipForConditionalGenerationModelOutput,
+    BlipImageTextMatchingModelOutput,
+    BlipOutput,
+    BlipTextVisionModelOutput,
+    CausalLMOutputWithCrossAttentions,
+    GenerateOutput,
+    ModelOutput,
+)
+
+__all__ = [
+    "BaseModelOutputWithPooling",
+    "BaseModelOutputWithPoolingAndCrossAttentions",
+    "BlipForConditionalGenerationModelOutput",
+    "BlipImageTextMatchingModelOutput",
+    "BlipOutput",
+    "BlipTextVisionModelOutput",
+    "CausalLMOutputWithCrossAttentions",
+    "GenerateOutput",
+    "ModelOutput",
+]
