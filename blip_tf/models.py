@@ -25,7 +25,7 @@ from blip_core.outputs import (
 )
 from blip_core.prompts import prompt_rows
 from blip_tf.generation import generate as decode
-from blip_tf.modeling_utils import TFBlipPreTrainedModel, TFLinear, as_tensor
+from blip_tf.modeling_utils import TFBlipPreTrainedModel, TFLinear, as_tensor, inference_function, pixel_signature
 from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel
 from blip_tf.vision import TFBlipVisionModel
 
@@ -100,7 +100,7 @@ class TFBlipModel(_KerasTraining, TFBlipPreTrainedModel):
 
     def build(self, input_shape: Any = None) -> None:
         value = keras.initializers.Constant(float(self.config.logit_scale_init_value))
-        self.logit_scale = self.add_weight(name="logit_scale", shape=(), initializer=value)
+        self.logit_scale = self.own_weight("logit_scale", (), value)
         for layer in (self.text_model, self.vision_model, self.visual_projection, self.text_projection):
             layer.build()
 
@@ -270,7 +270,14 @@ class TFBlipForConditionalGeneration(_KerasTraining, TFBlipPreTrainedModel):
         """Caption images; int32 ids (batch * num_return_sequences, length) begin with BOS (and the prompt)."""
         config = GenerationConfig.from_kwargs(**generate_kwargs)
         text = self.config.text_config
-        image_embeds = _image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
+        pixel_values = as_tensor(pixel_values, tf.float32)
+        encode = inference_function(
+            self,
+            ("images", interpolate_pos_encoding, *pixel_values.shape[1:]),
+            lambda: lambda pixels: _image_features(self, pixels, interpolate_pos_encoding).last_hidden_state,
+            [pixel_signature(pixel_values)],
+        )
+        image_embeds = encode(pixel_values)
         rows = prompt_rows(
             _to_numpy(input_ids),
             _to_numpy(attention_mask),
@@ -484,9 +491,21 @@ class TFBlipForQuestionAnswering(_KerasTraining, TFBlipPreTrainedModel):
     ) -> tf.Tensor:
         """Answer questions about images; int32 ids (batch * num_return_sequences, length) begin with BOS."""
         config = GenerationConfig.from_kwargs(**generate_kwargs)
-        _, question_embeds = self._question_embeds(input_ids, pixel_values, attention_mask, interpolate_pos_encoding)
+        input_ids, pixel_values = as_tensor(input_ids, tf.int32), as_tensor(pixel_values, tf.float32)
+        mask = tf.ones_like(input_ids) if attention_mask is None else as_tensor(attention_mask, tf.int32)
+        encode = inference_function(
+            self,
+            ("questions", interpolate_pos_encoding, *pixel_values.shape[1:]),
+            lambda: lambda ids, pixels, mask: self._question_embeds(ids, pixels, mask, interpolate_pos_encoding)[1],
+            [
+                tf.TensorSpec((None, None), tf.int32),
+                pixel_signature(pixel_values),
+                tf.TensorSpec((None, None), tf.int32),
+            ],
+        )
+        question_embeds = encode(input_ids, pixel_values, mask)
         rows = [[self.decoder_start_token_id] for _ in range(question_embeds.shape[0])]
-        return decode(self.text_decoder, rows, question_embeds, as_tensor(attention_mask), config)
+        return decode(self.text_decoder, rows, question_embeds, mask, config)
 
 
 def _to_numpy(tensor: Any) -> Any:

@@ -19,6 +19,7 @@ from blip_tf.cache import TFKVCache
 from blip_tf.modeling_utils import (
     TFBlipPreTrainedModel,
     TFLinear,
+    _OwnWeights,
     additive_mask,
     as_tensor,
     attend,
@@ -343,7 +344,7 @@ class TFBlipTextPredictionHeadTransform(keras.layers.Layer):
         return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
 
 
-class TFBlipTextLMPredictionHead(keras.layers.Layer):
+class TFBlipTextLMPredictionHead(_OwnWeights, keras.layers.Layer):
     def __init__(self, config: BlipTextConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
@@ -352,7 +353,7 @@ class TFBlipTextLMPredictionHead(keras.layers.Layer):
         self.tied_embeddings: keras.layers.Embedding | None = None  # set by tie_weights; no decoder kernel then
 
     def build(self, input_shape: Any = None) -> None:
-        self.bias = self.add_weight(name="bias", shape=(self.config.vocab_size,), initializer="zeros")
+        self.bias = self.own_weight("bias", (self.config.vocab_size,), "zeros")
         self.transform.build()
         if self.tied_embeddings is None or self.decoder.use_bias:
             self.decoder.build()
@@ -468,14 +469,18 @@ class TFBlipTextModel(TFBlipPreTrainedModel):
             else (TFKVCache(self.config.num_hidden_layers) if use_cache else None)
         )
         past = cache.length if cache is not None else 0
-        length = (
-            input_ids if input_ids is not None else inputs_embeds if inputs_embeds is not None else encoder_embeds
-        ).shape[1]
-        if isinstance(past, int) and past + length > self.config.max_position_embeddings and position_ids is None:
-            raise ValueError(
-                f"sequence of {past + length} tokens exceeds "
-                f"max_position_embeddings ({self.config.max_position_embeddings})"
-            )
+        first = (
+            input_ids
+            if input_ids is not None
+            else as_tensor(inputs_embeds if inputs_embeds is not None else encoder_embeds)
+        )
+        length = first.shape[1] if first.shape[1] is not None else tf.shape(first)[1]  # static when known
+        if isinstance(past, int) and isinstance(length, int) and past + length > self.config.max_position_embeddings:
+            if position_ids is None:
+                raise ValueError(
+                    f"sequence of {past + length} tokens exceeds "
+                    f"max_position_embeddings ({self.config.max_position_embeddings})"
+                )
         if encoder_embeds is not None:
             hidden_states = as_tensor(encoder_embeds)
         else:

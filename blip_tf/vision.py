@@ -16,10 +16,18 @@ from blip_core.configuration import BlipVisionConfig
 from blip_core.interpolation import bicubic_matrix
 from blip_core.model_constants import num_positions, patch_grid
 from blip_core.outputs import BaseModelOutputWithPooling
-from blip_tf.modeling_utils import TFBlipPreTrainedModel, TFLinear, as_tensor, attend, get_activation, initializer
+from blip_tf.modeling_utils import (
+    TFBlipPreTrainedModel,
+    TFLinear,
+    _OwnWeights,
+    as_tensor,
+    attend,
+    get_activation,
+    initializer,
+)
 
 
-class TFBlipVisionEmbeddings(keras.layers.Layer):
+class TFBlipVisionEmbeddings(_OwnWeights, keras.layers.Layer):
     def __init__(self, config: BlipVisionConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
@@ -36,13 +44,9 @@ class TFBlipVisionEmbeddings(keras.layers.Layer):
 
     def build(self, input_shape: Any = None) -> None:
         width, std = self.config.hidden_size, self.config.initializer_range
-        self.class_embedding = self.add_weight(
-            name="class_embedding", shape=(1, 1, width), initializer=initializer(std)
-        )
+        self.class_embedding = self.own_weight("class_embedding", (1, 1, width), initializer(std))
         positions = num_positions(self.config.image_size, self.config.patch_size)
-        self.position_embedding = self.add_weight(
-            name="position_embedding", shape=(1, positions, width), initializer=initializer(std)
-        )
+        self.position_embedding = self.own_weight("position_embedding", (1, positions, width), initializer(std))
         self.patch_embedding.build((None, None, None, 3))
 
     def interpolate_pos_encoding(self, height: int, width: int) -> tf.Tensor:
@@ -64,7 +68,7 @@ class TFBlipVisionEmbeddings(keras.layers.Layer):
             pixel_values, (0, 2, 3, 1)
         )  # (B, C, H, W) -> (B, H, W, C): Keras convolves channels-last
         patches = self.patch_embedding(tf.cast(channels_last, self.compute_dtype))  # (B, R, C, D)
-        patches = tf.reshape(patches, (tf.shape(patches)[0], -1, patches.shape[-1]))  # (B, R*C, D)
+        patches = tf.reshape(patches, (-1, patches.shape[1] * patches.shape[2], patches.shape[-1]))  # (B, R*C, D)
         class_token = tf.cast(tf.tile(self.class_embedding, (tf.shape(patches)[0], 1, 1)), patches.dtype)
         tokens = tf.concat([class_token, patches], axis=1)
         if interpolate_pos_encoding:
