@@ -53,7 +53,7 @@ class TFNamedSource:
 
     def get(self, name: str) -> np.ndarray:
         tf_name, kind, leaf = self._entries[name]
-        return np.ascontiguousarray(from_keras(self._inner.get(tf_name), kind, leaf))
+        return np.asarray(from_keras(self._inner.get(tf_name), kind, leaf), order="C")
 
     def close(self) -> None:
         self._inner.close()

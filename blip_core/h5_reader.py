@@ -87,7 +87,7 @@ class H5File:
             array = np.asarray(self._file[path][()])
         except OSError as err:
             raise H5ReadError(f"{self.path}: cannot read dataset {path!r}: {err}") from None
-        return np.ascontiguousarray(from_keras(array, kind, leaf))
+        return np.asarray(from_keras(array, kind, leaf), order="C")
 
     def close(self) -> None:
         self._file.close()

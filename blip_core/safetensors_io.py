@@ -47,7 +47,7 @@ def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
 
 def float32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
     """Round-to-nearest-even float32 -> bfloat16 bit patterns (exact for bf16 values)."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    bits = np.asarray(values, dtype=np.float32, order="C").view(np.uint32)  # keeps 0-d arrays 0-d
     rounded = bits + 0x7FFF + ((bits >> 16) & 1)
     out = (rounded >> 16).astype(np.uint16)
     nan = np.isnan(values)

@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from blip_tf.generation import export_for_serving  # noqa: E402
 from blip_tf.models import (  # noqa: E402
     TFBlipForConditionalGeneration,
     TFBlipForImageTextRetrieval,
@@ -21,4 +22,5 @@ __all__ = [
     "TFBlipTextLMHeadModel",
     "TFBlipTextModel",
     "TFBlipVisionModel",
+    "export_for_serving",
 ]

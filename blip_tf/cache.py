@@ -33,7 +33,7 @@ class TFKVCache:
             self.self_entries[layer] = (key, value)
             return key, value
         if entry is None:
-            shape = (key.shape[0], key.shape[1], self.capacity, key.shape[3])
+            shape = (tf.shape(key)[0], key.shape[1], self.capacity, key.shape[3])
             entry = (tf.zeros(shape, key.dtype), tf.zeros(shape, value.dtype))
         start = [0, 0, tf.cast(self.length, tf.int32), 0]
         entry = (xla.dynamic_update_slice(entry[0], key, start), xla.dynamic_update_slice(entry[1], value, start))

@@ -98,7 +98,7 @@ def start(
 ):
     """Run the prompts once (one row per image) into a cache of `capacity` positions."""
     width = ids.shape[1]
-    key_mask = tf.concat([mask, tf.ones((ids.shape[0], capacity - width), mask.dtype)], axis=1)
+    key_mask = tf.concat([mask, tf.ones((tf.shape(ids)[0], capacity - width), mask.dtype)], axis=1)
     seen = None
     if config.repetition_penalty != 1.0:
         hits = tf.one_hot(ids, decoder.config.vocab_size) * tf.cast(mask, tf.float32)[..., None]
@@ -215,7 +215,7 @@ def greedy_or_sample(
         logits, carried = tf.cond(tf.reduce_any(unfinished), advance, lambda: (logits, before))
         return generated + 1, logits, chosen, unfinished, carried
 
-    chosen = tf.fill((prompt.shape[0], steps), tf.constant(pad_id, tf.int32))
+    chosen = tf.fill((tf.shape(prompt)[0], steps), tf.constant(pad_id, tf.int32))
     loop = (tf.constant(0), logits, chosen, state.max_new > 0, state.carry())
     generated, _, chosen, _, _ = tf.while_loop(
         lambda generated, logits, chosen, unfinished, carried: (generated < steps) & tf.reduce_any(unfinished),
@@ -241,11 +241,11 @@ def beam_search(
     seed: tf.Tensor,
 ) -> dict[str, tf.Tensor]:
     """`transformers`' vectorised beam search (optionally sampling the candidates)."""
-    batch, beams, lp = prompt.shape[0], config.num_beams, config.length_penalty
+    batch, beams, lp = tf.shape(prompt)[0], config.num_beams, config.length_penalty
     state.expand(beams)
     logits = tf.repeat(logits, beams, axis=0)
     width, vocab, keep = prompt.shape[1], logits.shape[-1], 2 * beams
-    budget = tf.reshape(state.max_new, (batch, beams))[:, 0]  # (B,) new-token budget per image
+    budget = tf.reshape(state.max_new, (-1, beams))[:, 0]  # (B,) new-token budget per image
     total = state.cache.capacity
     running = tf.concat(
         [tf.repeat(prompt[:, None], beams, axis=1), tf.fill((batch, beams, total - width), eos_id)], axis=2
@@ -400,6 +400,40 @@ def _compiled(decoder, config: GenerationConfig, capacity: int):
     return cache[statics]
 
 
+def assemble(out: dict[str, tf.Tensor], config: GenerationConfig, width: int) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """(sequences, beam scores) from the compiled loop's static buffers, cut to their used length.
+
+    TF ops only, so serving graphs use it too (outside XLA: the lengths are data-dependent).
+    """
+    if config.is_beam:
+        finished = out["finished"]
+        used = width + tf.reduce_max(out["finished_lengths"])
+        sequences = tf.reshape(finished[:, :, :used], (-1, used))
+        return sequences, tf.reshape(out["finished_scores"], (-1,))
+    return tf.concat([out["prompt"], out["chosen"][:, : out["generated"]]], axis=1), None
+
+
+def decode_prepared(
+    decoder,
+    ids,
+    mask,
+    positions,
+    max_new,
+    min_total,
+    encoder_hidden_states,
+    encoder_attention_mask,
+    config: GenerationConfig,
+    capacity: int,
+    seed,
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Run the compiled loop on prepared (left-padded) prompt tensors; works eagerly and inside graphs."""
+    run = _compiled(decoder, config, capacity)
+    out = run(
+        encoder_hidden_states, tf.cast(encoder_attention_mask, tf.int32), ids, mask, positions, max_new, min_total, seed
+    )
+    return assemble(out, config, ids.shape[1])
+
+
 def generate(
     decoder,
     rows: list[list[int]],
@@ -412,33 +446,76 @@ def generate(
     limits = [config.length_limits(len(row), decoder.config.max_position_embeddings) for row in rows]
     max_new = np.array([limit[0] for limit in limits], np.int32)
     min_total = np.array([limit[1] for limit in limits], np.int32)
-    capacity = ids.shape[1] + int(max_new.max())
     if encoder_attention_mask is None:
         encoder_attention_mask = tf.ones(tf.shape(encoder_hidden_states)[:2], tf.int32)
     seed = config.seed if config.seed is not None else random.randrange(2**31)
-    run = _compiled(decoder, config, capacity)
-    out = run(
-        encoder_hidden_states,
-        tf.cast(encoder_attention_mask, tf.int32),
+    sequences, sequences_scores = decode_prepared(
+        decoder,
         tf.constant(ids, tf.int32),
         tf.constant(mask, tf.int32),
         tf.constant(positions, tf.int32),
         tf.constant(max_new),
         tf.constant(min_total),
+        encoder_hidden_states,
+        encoder_attention_mask,
+        config,
+        ids.shape[1] + int(max_new.max()),
         tf.constant(seed, tf.int32),
     )
-    if config.is_beam:
-        finished, lengths, scores = (out[k].numpy() for k in ("finished", "finished_lengths", "finished_scores"))
-        used = ids.shape[1] + int(lengths.max())
-        sequences = finished[:, :, :used].reshape(-1, used)
-        sequences_scores = scores.reshape(-1)
-    else:
-        used = int(out["generated"])
-        sequences = np.concatenate([out["prompt"].numpy(), out["chosen"].numpy()[:, :used]], axis=1)
-        sequences_scores = None
-    sequences = tf.constant(sequences, tf.int32)
     if config.return_dict_in_generate:
-        return GenerateOutput(
-            sequences=sequences, sequences_scores=None if sequences_scores is None else tf.constant(sequences_scores)
-        )
+        return GenerateOutput(sequences=sequences, sequences_scores=sequences_scores)
     return sequences
+
+
+def export_for_serving(model: Any, export_dir: str, max_new_tokens: int = 20, num_beams: int = 1) -> str:
+    """Write a SavedModel whose `serving_default` maps pixels (and, for VQA, question ids) to token ids.
+
+    Captioning: `pixel_values` float32 (B, 3, H, W) -> `sequences` int32. Question answering adds
+    `input_ids` and `attention_mask` int32 (B, T). Ids begin with BOS, as `generate` returns them.
+    """
+    config = GenerationConfig.from_kwargs(max_new_tokens=max_new_tokens, num_beams=num_beams)
+    decoder, text = model.text_decoder, model.config.text_config
+    size = model.config.vision_config.image_size
+    pixels_spec = tf.TensorSpec((None, 3, size, size), tf.float32, name="pixel_values")
+    ids_spec = tf.TensorSpec((None, None), tf.int32, name="input_ids")
+    mask_spec = tf.TensorSpec((None, None), tf.int32, name="attention_mask")
+
+    def decode(states, states_mask):
+        batch = tf.shape(states)[0]
+        ids = tf.fill((batch, 1), tf.constant(text.bos_token_id, tf.int32))
+        limit = min(max_new_tokens, text.max_position_embeddings - 1)
+        sequences, _ = decode_prepared(
+            decoder,
+            ids,
+            tf.ones_like(ids),
+            tf.zeros_like(ids),
+            tf.fill((batch,), limit),
+            tf.zeros((batch,), tf.int32),
+            states,
+            states_mask,
+            config,
+            1 + limit,
+            tf.constant(0, tf.int32),
+        )
+        return {"sequences": sequences}
+
+    module = tf.Module()
+    # Track the variables themselves (not the Keras model, whose own export would trace `call`).
+    module.model_variables = [variable.value for variable in model.weights]
+    if hasattr(model, "text_encoder"):  # question answering
+
+        @tf.function(input_signature=[pixels_spec, ids_spec, mask_spec], autograph=False)
+        def serve(pixel_values, input_ids, attention_mask):
+            states = model._question_embeds(input_ids, pixel_values, attention_mask, False)[1]
+            return decode(states, attention_mask)
+
+    else:
+
+        @tf.function(input_signature=[pixels_spec], autograph=False)
+        def serve(pixel_values):
+            states = model.vision_model(pixel_values, return_dict=True).last_hidden_state
+            return decode(states, tf.ones(tf.shape(states)[:2], tf.int32))
+
+    module.serve = serve
+    tf.saved_model.save(module, export_dir, signatures={"serving_default": serve})
+    return export_dir

@@ -190,7 +190,8 @@ def as_tensor(value: Any, dtype: Any = None) -> tf.Tensor | None:
         return None
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
-    return tf.convert_to_tensor(value, dtype=dtype) if dtype is not None else tf.convert_to_tensor(value)
+    tensor = tf.convert_to_tensor(value)
+    return tensor if dtype is None or tensor.dtype == dtype else tf.cast(tensor, dtype)
 
 
 class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
@@ -295,7 +296,7 @@ class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
         for name in saved_names(list(specs), type(self).__name__, self.config, self.untied_names()):
             spec = specs[name]
             array, is_bf16 = to_numpy(self.variable(name, spec.kind))
-            arrays[name] = np.ascontiguousarray(from_keras(array, spec.kind, spec.leaf))
+            arrays[name] = np.asarray(from_keras(array, spec.kind, spec.leaf), order="C")
             if is_bf16:
                 bf16.add(name)
         return write_pretrained(save_directory, self.config, type(self).__name__, arrays, self.dtype, frozenset(bf16))

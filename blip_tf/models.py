@@ -77,9 +77,6 @@ class _KerasTraining:
             )
         return tf.reshape(loss, ())
 
-    def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> dict[str, Any]:
-        return {"loss": self.compute_loss(y_pred=y_pred)}
-
 
 class TFBlipModel(_KerasTraining, TFBlipPreTrainedModel):
     """Contrastive image and text embeddings in Keras 3; twin of `blip_torch.BlipModel`."""

@@ -115,27 +115,36 @@ class TFBlipTextSelfAttention(keras.layers.Layer):
     ) -> tuple[tf.Tensor, Any]:
         query = self._heads(self.query(hidden_states))
         key, value = self._keys_values(hidden_states, encoder_hidden_states, cache, layer)
-        batch, heads, length, size = query.shape[0], query.shape[1], tf.shape(query)[2], query.shape[3]
-        group = batch // key.shape[0] if batch is not None and key.shape[0] else 1  # rows sharing one cross entry
+        batch, heads, length, size = tf.shape(query)[0], query.shape[1], tf.shape(query)[2], query.shape[3]
+        group = _cross_group(query, key, cache if self.is_cross_attention else None)
         if group > 1 and output_attentions:
             key, value = tf.repeat(key, group, axis=0), tf.repeat(value, group, axis=0)
             attention_mask = None if attention_mask is None else tf.repeat(attention_mask, group, axis=0)
             group = 1
         if group > 1:  # fold the rows of one image into the query axis: (B*G, H, T, D) -> (B, H, G*T, D)
             query = tf.reshape(
-                tf.transpose(tf.reshape(query, (batch // group, group, heads, length, size)), (0, 2, 1, 3, 4)),
-                (batch // group, heads, group * length, size),
+                tf.transpose(tf.reshape(query, (-1, group, heads, length, size)), (0, 2, 1, 3, 4)),
+                (-1, heads, group * length, size),
             )
         context, weights = attend(query, key, value, attention_mask, self.dropout, output_attentions, None, training)
         if group > 1:  # unfold: (B, H, G*T, D) -> (B*G, H, T, D)
             context = tf.reshape(
-                tf.transpose(tf.reshape(context, (batch // group, heads, group, length, size)), (0, 2, 1, 3, 4)),
+                tf.transpose(tf.reshape(context, (-1, heads, group, length, size)), (0, 2, 1, 3, 4)),
                 (batch, heads, length, size),
             )
         context = tf.reshape(
             tf.transpose(context, (0, 2, 1, 3)), (tf.shape(context)[0], length, heads * size)
         )  # (B, T, H*D)
         return context, weights
+
+
+def _cross_group(query: tf.Tensor, key: tf.Tensor, cache: TFKVCache | None) -> int:
+    """Rows of the batch that share one row of keys (an image's beams). Forced difference: graphs may
+    not know the batch size, so the cache says it when it expanded the rows."""
+    if cache is not None and cache.cross_entries and cache.cross_group > 1:
+        return cache.cross_group
+    rows, key_rows = query.shape[0], key.shape[0]
+    return rows // key_rows if rows is not None and key_rows else 1
 
 
 class TFBlipTextSelfOutput(keras.layers.Layer):
@@ -431,6 +440,9 @@ class TFBlipTextModel(TFBlipPreTrainedModel):
 
     def get_input_embeddings(self) -> keras.layers.Embedding:
         return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
+        self.embeddings.word_embeddings = value
 
     def call(
         self,

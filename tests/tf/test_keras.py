@@ -1,0 +1,63 @@
+"""Keras-native training: compile + fit on a tf.data pipeline of processor outputs trains on the model's loss."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import blip_tf
+from tests.helpers.golden import load_npz
+
+GOLDEN = load_npz("models.npz")
+
+
+def dataset(class_name: str) -> tf.data.Dataset:
+    pixels = np.repeat(GOLDEN["input::pixel_values"], 2, axis=0)
+    if class_name == "BlipForConditionalGeneration":
+        ids, mask, labels = (
+            np.repeat(GOLDEN[f"input::{k}"], 2, axis=0) for k in ("input_ids", "attention_mask", "labels")
+        )
+        batch = {
+            "pixel_values": pixels,
+            "input_ids": ids.astype(np.int32),
+            "attention_mask": mask.astype(np.int32),
+            "labels": labels.astype(np.int32),
+        }
+    else:
+        ids = np.repeat(GOLDEN["input::input_ids_full"], 2, axis=0).astype(np.int32)
+        answers = np.repeat(GOLDEN["input::answers"], 2, axis=0).astype(np.int32)
+        labels = answers.copy()
+        labels[:, -1] = -100
+        batch = {"pixel_values": pixels, "input_ids": ids, "labels": labels}
+    return tf.data.Dataset.from_tensor_slices(batch).batch(2)
+
+
+@pytest.mark.parametrize("class_name", ["BlipForConditionalGeneration", "BlipForQuestionAnswering"])
+def test_fit_lowers_the_models_own_loss(tiny_checkpoints, class_name):
+    model = getattr(blip_tf, "TF" + class_name).from_pretrained(tiny_checkpoints[class_name])
+    data = dataset(class_name)
+    before = float(model(next(iter(data))).loss)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(data, epochs=6, verbose=0)
+    losses = history.history["loss"]
+    assert len(losses) == 6 and all(np.isfinite(losses))
+    after = float(model(next(iter(data))).loss)
+    assert after < before * 0.8, (before, after)
+
+
+def test_loss_is_a_scalar(tiny_checkpoints):
+    model = blip_tf.TFBlipForConditionalGeneration.from_pretrained(tiny_checkpoints["BlipForConditionalGeneration"])
+    out = model(next(iter(dataset("BlipForConditionalGeneration"))))
+    assert out.loss.shape == ()
+
+
+def test_fit_without_labels_is_a_clear_error(tiny_checkpoints):
+    model = blip_tf.TFBlipForImageTextRetrieval.from_pretrained(tiny_checkpoints["BlipForImageTextRetrieval"])
+    data = tf.data.Dataset.from_tensor_slices(
+        {"pixel_values": GOLDEN["input::pixel_values"], "input_ids": GOLDEN["input::input_ids"].astype(np.int32)}
+    ).batch(2)
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="must give the model a loss"):
+        model.fit(data, epochs=1, verbose=0)
