@@ -1,0 +1,1 @@
+"""blip_conversion: checkpoint conversion between formats and frameworks."""
