@@ -59,6 +59,26 @@ class TFNamedSource:
         self._inner.close()
 
 
+class ArraySource:
+    """In-memory arrays (already canonical) seen as a tensor source, e.g. after renaming a foreign file."""
+
+    def __init__(self, path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) -> None:
+        self.path = Path(path)
+        self._tensors = dict(tensors)
+
+    def keys(self) -> list[str]:
+        return list(self._tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._tensors[name].shape)
+
+    def get(self, name: str) -> np.ndarray:
+        return self._tensors[name]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class ShardedSource:
     """Several shard sources seen as one; a name in two shards is an error."""
 

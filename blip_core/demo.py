@@ -18,13 +18,18 @@ import numpy as np
 from blip_core.configuration import BlipConfig
 from blip_core.image_processing import BlipImageProcessor
 from blip_core.processing import BlipProcessor
-from blip_core.tokenization import BlipTokenizer
+from blip_core.tokenization import BUNDLED_VOCAB_FILE, BlipTokenizer
 
-DATA = Path(__file__).resolve().parent / "data"
 DEMO_CONFIG = {
     "text_config": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4},
-    "vision_config": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
-                      "image_size": 96, "patch_size": 16},
+    "vision_config": {
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 96,
+        "patch_size": 16,
+    },
 }
 
 
@@ -48,7 +53,7 @@ def write_random_checkpoint(folder: Path) -> None:
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
     model.save_pretrained(folder)
-    processor = BlipProcessor(BlipImageProcessor(size=96), BlipTokenizer(vocab_file=DATA / "vocab.txt"))
+    processor = BlipProcessor(BlipImageProcessor(size=96), BlipTokenizer(vocab_file=BUNDLED_VOCAB_FILE))
     processor.save_pretrained(folder)
 
 
@@ -66,8 +71,9 @@ def main() -> int:
         torch_model = BlipForConditionalGeneration.from_pretrained(folder)
         tf_model = TFBlipForConditionalGeneration.from_pretrained(folder)
         with torch.no_grad():
-            torch_logits = torch_model(pixel_values=torch.from_numpy(inputs["pixel_values"]),
-                                       input_ids=torch.from_numpy(inputs["input_ids"])).logits.numpy()
+            torch_logits = torch_model(
+                pixel_values=torch.from_numpy(inputs["pixel_values"]), input_ids=torch.from_numpy(inputs["input_ids"])
+            ).logits.numpy()
         tf_logits = tf_model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"]).logits.numpy()
         start = time.perf_counter()
         torch_ids = torch_model.generate(torch.from_numpy(inputs["pixel_values"]), max_new_tokens=12).numpy()
@@ -77,7 +83,8 @@ def main() -> int:
         tf_time = time.perf_counter() - start
     print("random BLIP captioner (untrained weights, so the words are random)")
     print(f"  blip_torch: {processor.decode(torch_ids[0], skip_special_tokens=True)!r}  ({torch_time:.2f}s)")
-    print(f"  blip_tf:    {processor.decode(tf_ids[0], skip_special_tokens=True)!r}  ({tf_time:.2f}s, first call compiles)")
+    tf_caption = processor.decode(tf_ids[0], skip_special_tokens=True)
+    print(f"  blip_tf:    {tf_caption!r}  ({tf_time:.2f}s, first call compiles)")
     difference = float(np.abs(torch_logits - tf_logits).max())
     print(f"  same ids: {np.array_equal(torch_ids, tf_ids)}; max |logit difference|: {difference:.2e}")
     return 0 if np.array_equal(torch_ids, tf_ids) and difference < 1e-4 else 1

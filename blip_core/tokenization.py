@@ -20,6 +20,8 @@ from blip_core.atomic import atomic_write_text
 from blip_core.feature import BatchEncoding, check_tensor_type, to_framework
 
 VOCAB_NAME = "vocab.txt"
+# bert-base-uncased's vocabulary, which every BLIP checkpoint uses; shipped for models saved without one.
+BUNDLED_VOCAB_FILE = Path(__file__).resolve().parent / "data" / "vocab.txt"
 TOKENIZER_FILE_NAME = "tokenizer.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"

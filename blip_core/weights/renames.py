@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from blip_core.weights.names import EMBEDDING, LINEAR, NORM, RAW
+from blip_core.weights.names import CONV2D, EMBEDDING, LINEAR, NORM, RAW
 
 # TF leaf -> (torch leaf, kind); `kernel`'s kind depends on its rank (layouts.kind_of_keras_kernel).
 TF_LEAF_RENAMES: dict[str, tuple[str, str | None]] = {
@@ -40,6 +40,44 @@ def tf_to_canonical(tf_name: str) -> tuple[str, str | None]:
     torch_leaf, kind = TF_LEAF_RENAMES.get(leaf, (leaf, RAW))
     name = ".".join([*path, torch_leaf]).replace("_._", ".")
     return name, kind
+
+
+# The other direction, for writing TF-port files: (kind, torch leaf) -> TF leaf.
+TF_LEAF_FROM_TORCH: dict[tuple[str, str], str] = {
+    (LINEAR, "weight"): "kernel",
+    (CONV2D, "weight"): "kernel",
+    (NORM, "weight"): "gamma",
+    (NORM, "bias"): "beta",
+    (EMBEDDING, "weight"): "embeddings",
+}
+# The model scope `transformers`' TF port writes each class's weights under.
+TF_SCOPES: dict[str, str] = {
+    "BlipVisionModel": "tf_blip_vision_model",
+    "BlipTextModel": "tf_blip_text_model",
+    "BlipTextLMHeadModel": "tf_blip_text_lm_head_model",
+    "BlipModel": "tf_blip_model",
+    "BlipForConditionalGeneration": "tf_blip_for_conditional_generation",
+    "BlipForImageTextRetrieval": "tf_blip_for_image_text_retrieval",
+    "BlipForQuestionAnswering": "tf_blip_for_question_answering",
+}
+
+
+def canonical_to_tf(name: str, kind: str, class_name: str) -> str:
+    """The TF port's weight path of a canonical name, without scope and `:0`.
+
+    `vision_model.encoder.layers.0.self_attn.qkv.weight` -> `vision_model/encoder/layers_._0/self_attn/qkv/kernel`.
+    """
+    *path, leaf = name.split(".")
+    segments: list[str] = []
+    for segment in path:
+        if segment.isdigit():
+            segments[-1] = f"{segments[-1]}_._{segment}"
+        else:
+            segments.append(segment)
+    segments.append(TF_LEAF_FROM_TORCH.get((kind, leaf), leaf))
+    if class_name == "BlipModel":
+        segments.insert(0, TF_MAIN_LAYER)
+    return "/".join(segments)
 
 
 # Original salesforce/BLIP names: substring rules applied in order to vision keys.

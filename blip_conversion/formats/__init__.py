@@ -1,0 +1,1 @@
+"""Writers and readers for the formats `blip_core` does not write itself."""
