@@ -18,6 +18,7 @@ from blip_core.demo import demo_image
 from blip_core.image_processing import BlipImageProcessor
 from blip_core.processing import BlipProcessor
 from blip_core.tokenization import BUNDLED_VOCAB_FILE, BlipTokenizer
+from blip_core.weights.names import MODEL_CLASSES
 
 TOLERANCE = 1e-4
 DEFAULT_TEXT = {"BlipForQuestionAnswering": "what is in the picture?", "BlipForConditionalGeneration": "a picture of"}
@@ -123,7 +124,7 @@ def verify(source: str | os.PathLike, image: Any = None, text: str | None = None
 
     hub = dict(hub or {})
     config, class_name = load_config(source, hub)
-    if class_name not in blip_torch.__all__:
+    if class_name not in MODEL_CLASSES:
         raise ValueError(f"cannot tell the model class of {source} (config.json architectures: {class_name!r})")
     processor = _processor(str(source), config, hub)
     inputs = _inputs(class_name, processor, image if image is not None else demo_image(), text)

@@ -5,15 +5,18 @@ I/O as NumPy and the weight-name maps. Never imports torch or tensorflow at
 import time.
 """
 
+from blip_core.auto import AutoProcessor
 from blip_core.configuration import BlipConfig, BlipTextConfig, BlipVisionConfig
 from blip_core.feature import BatchEncoding, BatchFeature
 from blip_core.image_processing import BlipImageProcessor
+from blip_core.pipelines import Pipeline, pipeline
 from blip_core.processing import BlipProcessor
 from blip_core.tokenization import BlipTokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoProcessor",
     "BatchEncoding",
     "BatchFeature",
     "BlipConfig",
@@ -22,5 +25,7 @@ __all__ = [
     "BlipTextConfig",
     "BlipTokenizer",
     "BlipVisionConfig",
+    "Pipeline",
     "__version__",
+    "pipeline",
 ]

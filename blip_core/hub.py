@@ -8,9 +8,12 @@ Weights are looked for in the order `transformers` uses: `model.safetensors`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,18 +57,35 @@ def _looks_like_repo_id(name: str) -> bool:
     return bool(_REPO_ID.match(name)) and not name.startswith((".", "/", "~")) and ".." not in name
 
 
+@functools.lru_cache(maxsize=4)
+def hub_reachable(endpoint: str) -> bool:
+    """Whether the Hub's host accepts a connection (asked once per process: `huggingface_hub` would
+    otherwise retry each file with back-off for half a minute). Behind a proxy, assume it does."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urllib.parse.urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
 def _hub_download(repo_id: str, filename: str, **options) -> Path | None:
     """Fetch one file from the Hub (or its cache); None when the repo lacks it."""
     try:
         import huggingface_hub
-        from huggingface_hub import errors
+        from huggingface_hub import constants, errors
     except ImportError:  # pragma: no cover - a core dependency
         raise HubError("huggingface_hub is not installed; `pip install huggingface_hub`") from None
     local_only = options.pop("local_files_only", False) or is_offline()
+    unreachable = not local_only and not hub_reachable(constants.ENDPOINT)
+    local_only = local_only or unreachable
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=local_only, **options))
     except errors.LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: test it first
-        if local_only:
+        if local_only and not unreachable:
             return None
         raise HubUnreachableError(
             f"cannot reach the Hugging Face Hub to fetch {filename!r} from {repo_id!r}, and it is "

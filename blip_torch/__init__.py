@@ -1,5 +1,9 @@
 """blip_torch: the PyTorch BLIP models, a drop-in for `transformers`' PyTorch BLIP classes."""
 
+import functools
+
+from blip_core.pipelines import pipeline as _pipeline
+from blip_torch.auto import AutoModel, AutoModelForImageTextToText, AutoModelForVisualQuestionAnswering
 from blip_torch.models import (
     BlipForConditionalGeneration,
     BlipForImageTextRetrieval,
@@ -9,7 +13,13 @@ from blip_torch.models import (
 from blip_torch.text import BlipTextLMHeadModel, BlipTextModel
 from blip_torch.vision import BlipVisionModel
 
+# `pipeline` in PyTorch: blip_core.pipeline with framework="pt".
+pipeline = functools.partial(_pipeline, framework="pt")
+
 __all__ = [
+    "AutoModel",
+    "AutoModelForImageTextToText",
+    "AutoModelForVisualQuestionAnswering",
     "BlipForConditionalGeneration",
     "BlipForImageTextRetrieval",
     "BlipForQuestionAnswering",
@@ -17,4 +27,5 @@ __all__ = [
     "BlipTextLMHeadModel",
     "BlipTextModel",
     "BlipVisionModel",
+    "pipeline",
 ]

@@ -48,3 +48,11 @@ def tiny_checkpoints(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_checkpoints")
     return {name: write_tiny_checkpoint(name, root / name) for name in MODEL_CLASSES}
+
+
+@pytest.fixture(scope="session")
+def small_models(tmp_path_factory):
+    """class name -> folder of a small real-vocabulary model with processor files."""
+    from tests.helpers.small import write_small_models
+
+    return write_small_models(tmp_path_factory.mktemp("small_models"))

@@ -10,6 +10,7 @@ import torch
 import blip_tf
 import blip_torch
 from blip_core.safetensors_io import SafetensorsFile
+from blip_core.weights.names import MODEL_CLASSES
 from tests.helpers.compare import flatten
 from tests.helpers.golden import FIXTURES, load_npz
 
@@ -24,7 +25,7 @@ def caption_logits(model, framework):
     return model(pixel_values=tf.constant(PIXELS), input_ids=tf.constant(IDS)).logits.numpy()
 
 
-@pytest.mark.parametrize("class_name", blip_torch.__all__)
+@pytest.mark.parametrize("class_name", MODEL_CLASSES)
 def test_torch_save_tf_load_tf_save_torch_load(tiny_checkpoints, tmp_path, class_name):
     source = getattr(blip_torch, class_name).from_pretrained(tiny_checkpoints[class_name])
     source.save_pretrained(tmp_path / "from_torch")

@@ -11,6 +11,7 @@ import torch
 import blip_torch
 from blip_core.safetensors_io import SafetensorsFile
 from blip_core.weights import CheckpointError
+from blip_core.weights.names import MODEL_CLASSES
 from tests.helpers.compare import assert_outputs_close
 from tests.helpers.golden import FIXTURES, load_npz
 from tests.helpers.model_cases import FORWARD_CASES
@@ -71,7 +72,7 @@ def test_vision_model_from_a_captioning_checkpoint():
         assert torch.equal(vision(pixels).last_hidden_state, full.vision_model(pixels).last_hidden_state)
 
 
-@pytest.mark.parametrize("class_name", blip_torch.__all__)
+@pytest.mark.parametrize("class_name", MODEL_CLASSES)
 def test_save_load_round_trip_is_exact(tiny_checkpoints, tmp_path, class_name):
     model = getattr(blip_torch, class_name).from_pretrained(tiny_checkpoints[class_name])
     model.save_pretrained(tmp_path)

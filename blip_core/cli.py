@@ -1,0 +1,240 @@
+"""The `blip` command: caption, answer, match and embed images from the shell, in PyTorch or TensorFlow.
+
+    blip caption photos/ --format jsonl
+    blip vqa cat.jpg -q "how many cats are there?"
+    blip match cat.jpg -t "a cat" "a dog"
+    blip embed cat.jpg dog.jpg        blip embed --text "a cat" "a dog"
+
+Exit codes: 0 every input done, 1 some inputs failed (reported on stderr and skipped),
+2 a usage, model or network problem (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from blip_core.image_loading import to_pil_or_array
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+TASK_OF_COMMAND = {
+    "caption": "image-to-text",
+    "vqa": "visual-question-answering",
+    "match": "image-text-matching",
+    "embed": "image-text-matching",
+}
+GENERATION_OPTIONS = (
+    "max_new_tokens",
+    "min_new_tokens",
+    "num_beams",
+    "do_sample",
+    "top_k",
+    "top_p",
+    "temperature",
+    "repetition_penalty",
+    "length_penalty",
+    "seed",
+)
+
+
+class UsageError(ValueError):
+    """A problem with the command line itself."""
+
+
+def expand_inputs(items: Sequence[str]) -> list[str]:
+    """Files, URLs, and the images inside folders (sorted, recursively)."""
+    found: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found += [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        else:
+            found.append(item)
+    return found
+
+
+def load_images(names: list[str]) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+    """(name, image) for every readable input, and (name, reason) for the others."""
+    loaded, failed = [], []
+    for name in names:
+        try:
+            loaded.append((name, to_pil_or_array(name)))
+        except ValueError as err:
+            failed.append((name, str(err)))
+    return loaded, failed
+
+
+def progress(items: list, enabled: bool) -> Iterator:
+    for index, item in enumerate(items, start=1):
+        yield item
+        if enabled:
+            print(f"\r[{index}/{len(items)}]", end="" if index < len(items) else "\n", file=sys.stderr, flush=True)
+
+
+class Writer:
+    """One record per result, as text (tab-separated), JSON lines or CSV."""
+
+    def __init__(self, style: str, fields: list[str]) -> None:
+        self.style, self.fields = style, fields
+        self.csv = csv.DictWriter(sys.stdout, fieldnames=fields) if style == "csv" else None
+        if self.csv:
+            self.csv.writeheader()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.style == "jsonl":
+            print(json.dumps(record, ensure_ascii=False))
+        elif self.csv:
+            self.csv.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in record.items()})
+        else:
+            print("\t".join(_text(record[field]) for field in self.fields))
+        sys.stdout.flush()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
+    return str(value)
+
+
+def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in GENERATION_OPTIONS if getattr(args, name, None) not in (None, False)}
+
+
+def _pipeline(args: argparse.Namespace, task: str):
+    from blip_core.pipelines import pipeline
+
+    options = {"device": args.device}
+    if args.dtype and args.framework != "tf":
+        import torch
+
+        options["torch_dtype"] = getattr(torch, args.dtype)
+    return pipeline(task, model=args.model, framework=args.framework, batch_size=args.batch_size, **options)
+
+
+def run_generation(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]]) -> None:
+    pipe = _pipeline(args, TASK_OF_COMMAND[args.command])
+    extra = {"prompt": args.prompt} if args.command == "caption" else {"question": args.question}
+    for chunk in progress(
+        [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)], args.progress
+    ):
+        results = pipe([image for _, image in chunk], **extra, **_generation_options(args))
+        for (name, _), result in zip(chunk, results, strict=True):
+            if args.command == "caption":
+                writer.write({"file": name, "caption": result[0]["generated_text"]})
+            else:
+                writer.write({"file": name, "question": args.question, "answer": result[0]["answer"]})
+
+
+def run_match(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]]) -> None:
+    pipe = _pipeline(args, "image-text-matching")
+    for name, image in progress(images, args.progress):
+        for result in pipe(image, text=args.text):
+            writer.write(
+                {
+                    "file": name,
+                    "text": result["text"],
+                    "itm_score": result["itm_score"],
+                    "itc_score": result["itc_score"],
+                }
+            )
+
+
+def run_embed(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]]) -> None:
+    from blip_core.embeddings import embed_images, embed_texts
+
+    pipe = _pipeline(args, "image-text-matching")
+    if args.text:
+        for text, vector in zip(args.text, embed_texts(pipe, args.text), strict=True):
+            writer.write({"input": text, "embedding": [round(float(v), 6) for v in vector]})
+    for chunk in progress(
+        [images[i : i + args.batch_size] for i in range(0, len(images), args.batch_size)], args.progress
+    ):
+        for (name, _), vector in zip(chunk, embed_images(pipe, [image for _, image in chunk]), strict=True):
+            writer.write({"input": name, "embedding": [round(float(v), 6) for v in vector]})
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blip", description="BLIP in PyTorch or TensorFlow, from the shell.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str, images_required: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("images", nargs="+" if images_required else "*", help="image files, folders or URLs")
+        sub.add_argument("--model", help="a folder or Hub id (default: the embedded demo model, else Salesforce's)")
+        sub.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
+        sub.add_argument("--device", help="e.g. cpu, cuda, /GPU:0")
+        sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="PyTorch weights dtype")
+        sub.add_argument("--batch-size", type=int, default=8)
+        sub.add_argument("--format", choices=["text", "jsonl", "csv"], default="text")
+        sub.add_argument("--progress", action="store_true", help="show progress on stderr")
+        return sub
+
+    def generation(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--max-new-tokens", type=int)
+        sub.add_argument("--min-new-tokens", type=int)
+        sub.add_argument("--num-beams", type=int)
+        sub.add_argument("--do-sample", action="store_true")
+        sub.add_argument("--top-k", type=int)
+        sub.add_argument("--top-p", type=float)
+        sub.add_argument("--temperature", type=float)
+        sub.add_argument("--repetition-penalty", type=float)
+        sub.add_argument("--length-penalty", type=float)
+        sub.add_argument("--seed", type=int)
+
+    caption = command("caption", "caption images")
+    caption.add_argument("--prompt", help="text the caption starts with, e.g. 'a picture of'")
+    generation(caption)
+    vqa = command("vqa", "answer a question about images")
+    vqa.add_argument("-q", "--question", required=True)
+    generation(vqa)
+    match = command("match", "image-text matching: ITM probability and ITC cosine")
+    match.add_argument("-t", "--text", nargs="+", required=True)
+    embed = command("embed", "image and/or text embeddings (ITC space)", images_required=False)
+    embed.add_argument("--text", nargs="+")
+    commands.add_parser("demo", help="caption, answer and match a few images in both frameworks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from blip_core.demo import main as demo
+
+        return demo()
+    try:
+        if args.command == "embed" and not args.images and not args.text:
+            raise UsageError("embed needs images or --text")
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+        images, failed = load_images(expand_inputs(args.images))
+        for name, reason in failed:
+            print(f"blip: skipped {name}: {reason}", file=sys.stderr)
+        if not images and not (args.command == "embed" and args.text):
+            raise UsageError("no readable images among the inputs")
+        fields = {
+            "caption": ["file", "caption"],
+            "vqa": ["file", "question", "answer"],
+            "match": ["file", "text", "itm_score", "itc_score"],
+            "embed": ["input", "embedding"],
+        }[args.command]
+        writer = Writer(args.format, fields)
+        runner = {"caption": run_generation, "vqa": run_generation, "match": run_match, "embed": run_embed}[
+            args.command
+        ]
+        runner(args, writer, images)
+    except (ValueError, OSError, RuntimeError, TypeError, ImportError) as err:
+        print(f"blip: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Which class an Auto entry point builds, from a checkpoint's `config.json` (shared by both trees)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from blip_core.configuration import read_config_json
+from blip_core.hub import resolve_file
+from blip_core.weights.names import MODEL_CLASSES
+
+# Auto entry point -> the classes it accepts (the first is used when config.json names none).
+AUTO_CLASSES: dict[str, tuple[str, ...]] = {
+    "AutoModel": MODEL_CLASSES,
+    "AutoModelForVisualQuestionAnswering": ("BlipForQuestionAnswering",),
+    "AutoModelForImageTextToText": ("BlipForConditionalGeneration",),
+}
+_BY_MODEL_TYPE = {"blip": "BlipModel", "blip_vision_model": "BlipVisionModel", "blip_text_model": "BlipTextModel"}
+
+
+def resolve_class(auto_name: str, source: str | os.PathLike, hub: dict[str, Any]) -> str:
+    """The BLIP class an Auto entry point loads `source` as, from `architectures` (else `model_type`)."""
+    raw = read_config_json(resolve_file(source, "config.json", **hub))
+    allowed = AUTO_CLASSES[auto_name]
+    declared = [name.removeprefix("TF") for name in raw.get("architectures") or []]
+    for name in declared:
+        if name in allowed:
+            return name
+    if declared:
+        raise ValueError(
+            f"{source}: config.json declares {declared[0]}, which {auto_name} does not load "
+            f"(it loads {', '.join(allowed)})"
+        )
+    fallback = _BY_MODEL_TYPE.get(raw.get("model_type"))
+    if fallback in allowed:
+        return fallback
+    return allowed[0]

@@ -1,0 +1,36 @@
+"""Auto entry points: the class comes from the checkpoint's `config.json` (`architectures`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from blip_core.loading import split_hub_options
+from blip_core.model_classes import resolve_class
+
+
+class _AutoBase:
+    """Picks the BLIP class named by `config.json` and calls its `from_pretrained`."""
+
+    def __init__(self) -> None:
+        raise TypeError(f"{type(self).__name__} is not instantiated; use {type(self).__name__}.from_pretrained(...)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+        import blip_torch
+
+        hub, _ = split_hub_options(kwargs)
+        class_name = resolve_class(cls.__name__, pretrained_model_name_or_path, hub)
+        return getattr(blip_torch, class_name).from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
+class AutoModel(_AutoBase):
+    """Any BLIP checkpoint, as the class its `config.json` names (`transformers.AutoModel`)."""
+
+
+class AutoModelForVisualQuestionAnswering(_AutoBase):
+    """A VQA checkpoint as `BlipForQuestionAnswering`."""
+
+
+class AutoModelForImageTextToText(_AutoBase):
+    """A captioning checkpoint as `BlipForConditionalGeneration`."""
