@@ -16,13 +16,13 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m blip_core.demo
+	$(VENV)/bin/blip demo
 
 test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(PY) -m ruff check blip_core blip_torch blip_tf blip_conversion tests benchmarks
+	$(PY) -m ruff check blip_core blip_torch blip_tf blip_conversion tests benchmarks scripts
 
 bench: setup
 	$(PY) benchmarks/caption_speed.py

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from blip_core.demo import add_demo_arguments
 from blip_core.image_loading import to_pil_or_array
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
@@ -199,16 +200,17 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("-t", "--text", nargs="+", required=True)
     embed = command("embed", "image and/or text embeddings (ITC space)", images_required=False)
     embed.add_argument("--text", nargs="+")
-    commands.add_parser("demo", help="caption, answer and match a few images in both frameworks")
+    demo = commands.add_parser("demo", help="caption, answer and match a few images in both frameworks")
+    add_demo_arguments(demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from blip_core.demo import main as demo
+        from blip_core.demo import run as demo
 
-        return demo()
+        return demo(args)
     try:
         if args.command == "embed" and not args.images and not args.text:
             raise UsageError("embed needs images or --text")

@@ -11,6 +11,9 @@ CLS_TOKEN_ID = 101
 # Label value ignored by the cross-entropy losses.
 IGNORE_INDEX = -100
 
+# Temperature of the image-text contrastive loss when training retrieval models (the original BLIP's initial value).
+ITC_TEMPERATURE = 0.07
+
 # `config.hidden_act` names -> the exact activation each tree must use.
 ACTIVATIONS = {
     "gelu": "gelu_erf",  # exact GELU, as torch.nn.functional.gelu(approximate="none")

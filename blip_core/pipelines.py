@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,14 @@ def pipeline(
 
 
 def default_model(task: str) -> str:
-    """The embedded demo models for their tasks when present, else the Salesforce Hub repos."""
+    """The embedded demo models for their tasks when present (said aloud: they know only synthetic
+    shapes), else the Salesforce Hub repos."""
     embedded = Path(__file__).resolve().parent / "data" / "models" / TASK_CLASSES[task]
-    return str(embedded) if (embedded / "config.json").exists() else DEFAULT_MODELS[task]
+    if not (embedded / "config.json").exists():
+        return DEFAULT_MODELS[task]
+    warnings.warn(
+        f"no model given: using the embedded demo model {embedded.name}, trained on synthetic shapes only; "
+        f"for real photos pass model={DEFAULT_MODELS[task]!r}",
+        stacklevel=3,
+    )
+    return str(embedded)

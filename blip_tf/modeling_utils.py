@@ -210,11 +210,16 @@ class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
     # -- construction helpers ------------------------------------------------------
 
     def post_init(self) -> None:
-        """Set every linear layer's init scale from the config; `build_model` creates the variables."""
+        """Set every layer's init scale from this model's config (the outermost model's wins, as in
+        transformers); `build_model` then creates the variables."""
         std = getattr(self.config, "initializer_range", 0.02)
         for layer in self._flatten_layers(include_self=False, recursive=True):
-            if isinstance(layer, TFLinear):
+            if hasattr(layer, "init_std"):
                 layer.init_std = std
+            elif isinstance(layer, keras.layers.Embedding):
+                layer.embeddings_initializer = initializer(std)
+            elif isinstance(layer, keras.layers.Conv2D):
+                layer.kernel_initializer = initializer(std)
 
     def build_model(self) -> None:
         """Create every variable from the config's sizes, without running the model."""

@@ -71,6 +71,10 @@ class _KerasTraining:
         self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
     ) -> tf.Tensor:
         loss = getattr(y_pred, "loss", None)
+        if loss is None and y is not None and getattr(y_pred, "itm_score", None) is not None:
+            from blip_tf.training import itm_objective  # matching: y holds the match labels
+
+            return itm_objective(self, dict(x), y, y_pred.itm_score, training)
         if loss is None:
             raise ValueError(
                 f"{type(self).__name__}: the training batches must give the model a loss (labels / return_loss)"

@@ -32,6 +32,7 @@ class TFBlipVisionEmbeddings(_OwnWeights, keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         self.patch_size = config.patch_size
+        self.init_std = config.initializer_range
         self.patch_embedding = keras.layers.Conv2D(
             config.hidden_size,
             config.patch_size,
@@ -43,7 +44,7 @@ class TFBlipVisionEmbeddings(_OwnWeights, keras.layers.Layer):
         )
 
     def build(self, input_shape: Any = None) -> None:
-        width, std = self.config.hidden_size, self.config.initializer_range
+        width, std = self.config.hidden_size, self.init_std
         self.class_embedding = self.own_weight("class_embedding", (1, 1, width), initializer(std))
         positions = num_positions(self.config.image_size, self.config.patch_size)
         self.position_embedding = self.own_weight("position_embedding", (1, positions, width), initializer(std))

@@ -170,7 +170,10 @@ class BlipPreTrainedModel(nn.Module):
         self.tie_weights()
 
     def _init_module(self, module: nn.Module) -> None:
+        """Initialise one module; the outermost model's config decides the scale, as in transformers."""
         std = getattr(self.config, "initializer_range", 0.02)
+        if hasattr(module, "init_own_weights"):
+            module.init_own_weights(std)
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             nn.init.normal_(module.weight, std=std)
             if module.bias is not None:

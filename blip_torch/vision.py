@@ -31,6 +31,11 @@ class BlipVisionEmbeddings(nn.Module):
             torch.empty(1, num_positions(config.image_size, config.patch_size), config.hidden_size)
         )
 
+    def init_own_weights(self, std: float) -> None:
+        """The raw parameters `nn.init` cannot find by module type."""
+        nn.init.trunc_normal_(self.position_embedding, std=std)
+        nn.init.trunc_normal_(self.class_embedding, std=std)
+
     def interpolate_pos_encoding(self, height: int, width: int) -> torch.Tensor:
         """The position table resized bicubically to a (height, width) image's patch grid."""
         rows, cols = patch_grid(height, width, self.patch_size)
@@ -149,12 +154,6 @@ class BlipVisionModel(BlipPreTrainedModel):
         self.encoder = BlipEncoder(config)
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
-
-    def _init_module(self, module: nn.Module) -> None:
-        super()._init_module(module)
-        if isinstance(module, BlipVisionEmbeddings):
-            nn.init.trunc_normal_(module.position_embedding, std=self.config.initializer_range)
-            nn.init.trunc_normal_(module.class_embedding, std=self.config.initializer_range)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings

@@ -16,7 +16,7 @@ FRAMEWORK_ONLY = {
     ("BlipPreTrainedModel", "gradient_checkpointing_enable"): "torch: activation checkpointing API",
     ("BlipPreTrainedModel", "gradient_checkpointing_disable"): "torch: activation checkpointing API",
     ("BlipPreTrainedModel", "_init_module"): "torch: init walks modules; Keras layers get initializers",
-    ("BlipVisionModel", "_init_module"): "torch: init walks modules; Keras layers get initializers",
+    ("BlipVisionEmbeddings", "init_own_weights"): "torch: init walks modules; Keras layers get initializers",
     ("TFBlipPreTrainedModel", "build_model"): "Keras: variables are created by build",
     ("TFBlipPreTrainedModel", "owner_of"): "Keras: the loader finds variables by walking attributes",
     ("TFBlipPreTrainedModel", "variable"): "Keras: the loader finds variables by walking attributes",
