@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from blip_conversion.convert import load_config
-from blip_core.demo import demo_image
 from blip_core.image_processing import BlipImageProcessor
 from blip_core.processing import BlipProcessor
 from blip_core.tokenization import BUNDLED_VOCAB_FILE, BlipTokenizer
@@ -47,6 +46,15 @@ class Report:
             lines.append("generated ids differ between the frameworks")
         return "\n".join(lines)
 
+
+
+def test_card() -> np.ndarray:
+    """The image verified when none is given: a colourful 120x160 card (gradients and a disc), so
+    every patch and channel differs."""
+    y, x = np.mgrid[0:120, 0:160]
+    image = np.stack([x * 255 / 160, y * 255 / 120, np.full_like(x, 90)], axis=-1)
+    image[(y - 60) ** 2 + (x - 80) ** 2 < 30**2] = (230, 40, 40)
+    return image.astype(np.uint8)
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, np.ndarray]:
     if value is None:
@@ -127,7 +135,7 @@ def verify(source: str | os.PathLike, image: Any = None, text: str | None = None
     if class_name not in MODEL_CLASSES:
         raise ValueError(f"cannot tell the model class of {source} (config.json architectures: {class_name!r})")
     processor = _processor(str(source), config, hub)
-    inputs = _inputs(class_name, processor, image if image is not None else demo_image(), text)
+    inputs = _inputs(class_name, processor, image if image is not None else test_card(), text)
     torch_model = getattr(blip_torch, class_name).from_pretrained(source, **hub)
     tf_model = getattr(blip_tf, "TF" + class_name).from_pretrained(source, **hub)
     report = Report(class_name)
