@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from blip_core import pipeline
 from blip_core.demo_runs import demo_models_present, run_demo_models
 from blip_core.demo_tasks import DEMO_MODELS_DIR, exact_match, held_out, roc_auc
 from tests.helpers.compare import assert_outputs_close
@@ -70,6 +71,34 @@ def test_blip_demo_prints_both_frameworks_side_by_side(tmp_path):
     first = held_out(1, start=6).scenes[0].caption
     assert out.count(repr(first)) >= 4  # truth, PyTorch caption, TensorFlow caption, the matched pair
     assert sorted(p.name for p in tmp_path.iterdir()) == ["held_out_6.png", "held_out_7.png"]
+
+
+@pytest.mark.parametrize("framework", ["pt", "tf"])
+def test_pipelines_default_to_the_demo_models_and_say_so(framework):
+    held = held_out(2, start=20)
+    with pytest.warns(UserWarning, match="embedded demo model.*synthetic shapes") as caught:
+        captioner = pipeline("image-to-text", framework=framework)
+    out = captioner(held.images)
+    assert [row[0]["generated_text"] for row in out] == [scene.caption for scene in held.scenes]
+    assert not [w for w in caught if "generation capped" in str(w.message)]
+
+
+def test_blip_command_warns_in_one_line_when_it_uses_the_demo_model(tmp_path):
+    image = tmp_path / "shape.png"
+    held = held_out(1, start=21)
+    held.images[0].save(image)
+    result = subprocess.run(
+        [sys.executable, "-m", "blip_core.cli", "caption", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{image}\t{held.scenes[0].caption}"
+    warnings = [line for line in result.stderr.splitlines() if "demo model" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("blip: warning: no model given")
+    assert "generation capped" not in result.stderr
 
 
 def test_training_script_is_reproducible_and_never_overwrites(tmp_path):
