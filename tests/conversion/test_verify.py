@@ -11,18 +11,7 @@ import blip_torch
 from blip_conversion.cli import main
 from blip_conversion.verify import Report
 from blip_core import BlipConfig
-
-SMALL = {
-    "text_config": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4},
-    "vision_config": {
-        "hidden_size": 32,
-        "intermediate_size": 48,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 48,
-        "patch_size": 16,
-    },
-}
+from tests.helpers.small import SMALL
 
 
 @pytest.fixture(scope="module")
