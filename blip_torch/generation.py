@@ -18,6 +18,8 @@ from blip_core.generation_config import GenerationConfig
 from blip_core.outputs import GenerateOutput
 from blip_core.prompts import left_pad
 from blip_torch.cache import KVCache
+from blip_torch.modeling_utils import additive_mask, attend
+from blip_torch.text import grouped_attention
 
 NEG_INF = float("-inf")
 NEVER = -1.0e9  # transformers' "never choose this beam" score
@@ -54,10 +56,14 @@ class Decoding:
     def step(self, tokens: torch.Tensor, generated: int) -> torch.Tensor:
         """Feed one new token per row; the float32 logits of the next one (N, V)."""
         length = self.cache.length + 1
+        key_mask = self.key_mask[:, :length] if self.key_mask is not None else None
+        positions = (self.prompt_lengths + generated - 1)[:, None]
+        if not self.decoder.training:
+            return decoder_step(self, tokens[:, None], positions, key_mask)[:, -1].float()
         out = self.decoder(
             input_ids=tokens[:, None],
-            attention_mask=self.key_mask[:, :length] if self.key_mask is not None else None,
-            position_ids=(self.prompt_lengths + generated - 1)[:, None],
+            attention_mask=key_mask,
+            position_ids=positions,
             encoder_hidden_states=self.encoder_hidden_states,
             encoder_attention_mask=self.encoder_attention_mask,
             past_key_values=self.cache,
@@ -65,6 +71,61 @@ class Decoding:
             return_dict=True,
         )
         return out.logits[:, -1].float()
+
+
+def decoder_step(
+    state: Decoding, ids: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The decoder's forward for one new token per row (ids (N, 1)) without module dispatch: logits (N, 1, V).
+
+    The same operations as `BlipTextLMHeadModel.forward` in eval mode with the cross-attention
+    keys/values already cached; decoding is a few hundred small operations per token, and the
+    per-module overhead (hooks, argument handling, dropout calls) would cost as much as the
+    arithmetic of the decoder's matrix-vector products.
+    """
+    if ids.shape[1] != 1:
+        raise ValueError(f"decoder_step feeds one token per row, got {ids.shape[1]}")
+    decoder, cache = state.decoder, state.cache
+    bert = decoder.bert
+    embeddings = bert.embeddings
+    dtype = embeddings.word_embeddings.weight.dtype
+    hidden = embeddings.word_embeddings.weight[ids] + embeddings.position_embeddings.weight[positions]
+    hidden = _norm(hidden, embeddings.LayerNorm)
+    self_mask = additive_mask(key_mask[:, None, None, :], dtype) if key_mask is not None else None
+    cross_mask = None
+    if state.encoder_attention_mask is not None:
+        cross_mask = additive_mask(state.encoder_attention_mask[:, None, None, :], dtype)
+    for index, layer in enumerate(bert.encoder.layer):
+        attention = layer.attention.self
+        query = attention._heads(attention.query.forward(hidden))
+        key = attention._heads(attention.key.forward(hidden))
+        value = attention._heads(attention.value.forward(hidden))
+        key, value = cache.update_self(index, key, value)
+        context = attend(query, key, value, self_mask, 0.0, False)[0]
+        hidden = _residual_norm(context, hidden, layer.attention.output)
+        cross = layer.crossattention.self
+        query = cross._heads(cross.query.forward(hidden))
+        key, value = cache.cross_entries[index]
+        context = grouped_attention(query, key, value, cross_mask, 0.0, False, query.shape[0] // key.shape[0])[0]
+        hidden = _residual_norm(context, hidden, layer.crossattention.output)
+        inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense.forward(hidden))
+        hidden = _norm(layer.output.dense.forward(inner) + hidden, layer.output.LayerNorm)
+    cache.advance(ids.shape[1])
+    predictions = decoder.cls.predictions
+    transform = predictions.transform
+    hidden = _norm(transform.transform_act_fn(transform.dense.forward(hidden)), transform.LayerNorm)
+    return predictions.decoder.forward(hidden)
+
+
+def _norm(hidden: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    return torch.nn.functional.layer_norm(hidden, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _residual_norm(context: torch.Tensor, hidden: torch.Tensor, output: torch.nn.Module) -> torch.Tensor:
+    """Heads (N, H, T, D) merged, projected, added to the residual and normalised (BlipTextSelfOutput)."""
+    batch, heads, length, size = context.shape
+    merged = context.transpose(1, 2).reshape(batch, length, heads * size)
+    return _norm(output.dense.forward(merged) + hidden, output.LayerNorm)
 
 
 def start(decoder, rows: list[list[int]], encoder_hidden_states, encoder_attention_mask, config: GenerationConfig):

@@ -152,3 +152,35 @@ def test_prompt_count_must_match_images(captioner):
         captioner.generate(pixels, input_ids=torch.tensor([PROMPTS[1]] * 3))
     one_for_all = captioner.generate(pixels, input_ids=torch.tensor([PROMPTS[1]]), max_new_tokens=3)
     assert one_for_all.shape[0] == 2
+
+
+@pytest.mark.parametrize("group", [1, 3])
+def test_dispatch_free_step_equals_module_forward(answerer, group):
+    """`decoder_step` (used by generate) gives the module path's logits: padded rows, masked question, beams."""
+    from blip_core.generation_config import GenerationConfig
+    from blip_torch.generation import start
+
+    decoder = answerer.text_decoder
+    states = torch.randn(2, 6, decoder.config.encoder_hidden_size, generator=torch.Generator().manual_seed(0))
+    states_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    rows = [[BOS, 11, 23], [BOS]]
+    config = GenerationConfig.from_kwargs(max_new_tokens=6)
+    with torch.no_grad():
+        state, prompt, _ = start(decoder, rows, states, states_mask, config)
+        state.expand(group)
+        prompt = prompt.repeat_interleave(group, 0)
+        tokens = torch.tensor([5, 17, 30, 9, 41, 2])[: prompt.shape[0]]
+        fast = state.step(tokens, 1)
+        full = torch.cat([prompt, tokens[:, None]], 1)
+        mask = (full != PAD).long()
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        slow = decoder(
+            input_ids=full,
+            attention_mask=mask,
+            position_ids=positions,
+            encoder_hidden_states=states.repeat_interleave(group, 0),
+            encoder_attention_mask=states_mask.repeat_interleave(group, 0),
+            return_dict=True,
+        ).logits[:, -1]
+    np.testing.assert_allclose(fast.numpy(), slow.numpy(), atol=1e-5, rtol=1e-5)
+    assert state.cache.length == prompt.shape[1] + 1
