@@ -103,9 +103,18 @@ class ShardedSource:
     def get(self, name: str) -> np.ndarray:
         return self._owner[name].get(name)
 
+    def lend(self, name: str) -> np.ndarray:
+        return lend(self._owner[name], name)
+
     def close(self) -> None:
         for shard in self._shards:
             shard.close()
+
+
+def lend(source: TensorSource, name: str) -> np.ndarray:
+    """`source.lend(name)` where the source can lend (memory-mapped files), else a fresh `get`."""
+    lender = getattr(source, "lend", None)
+    return lender(name) if lender is not None else source.get(name)
 
 
 def _uses_tf_names(source: SafetensorsFile) -> bool:

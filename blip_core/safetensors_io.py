@@ -8,6 +8,7 @@ second copy of all weights.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 from collections.abc import Mapping
@@ -56,11 +57,23 @@ def float32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
     return out
 
 
+ALIGNMENT = 64  # bytes: Eigen's (and so TensorFlow's) largest vector alignment
+
+
+def aligned_empty(nbytes: int) -> np.ndarray:
+    """An uninitialised uint8 array of `nbytes` whose data starts on an `ALIGNMENT` boundary."""
+    buffer = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
+    skip = -buffer.ctypes.data % ALIGNMENT
+    return buffer[skip : skip + nbytes]
+
+
 class SafetensorsFile:
     """A lazily read safetensors file: `keys()`, `shape(name)`, `dtype(name)`, `get(name)`."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._map: mmap.mmap | None = None
+        self._lent: tuple[int, int] | None = None  # byte range of the last lent tensor
         try:
             self._size = self.path.stat().st_size
             with open(self.path, "rb") as stream:
@@ -110,18 +123,56 @@ class SafetensorsFile:
         return self._entries[name][0]
 
     def get(self, name: str) -> np.ndarray:
-        """The tensor as a fresh NumPy array (bfloat16 widened to float32)."""
+        """The tensor as a fresh, 64-byte-aligned NumPy array (bfloat16 widened to float32).
+
+        Aligned so that a framework may adopt the memory without a copy (TensorFlow requires it).
+        """
         dtype, shape, begin, end = self._entries[name]
+        array = aligned_empty(end - begin)
         with open(self.path, "rb") as stream:
             stream.seek(self._start + begin)
-            array = np.fromfile(stream, dtype=DTYPES[dtype], count=(end - begin) // DTYPES[dtype].itemsize)
-        if array.nbytes != end - begin:
+            filled = stream.readinto(memoryview(array))
+        if filled != end - begin:
             raise SafetensorsError(f"{self.path} is truncated inside tensor {name!r}")
-        array = array.reshape(shape)
+        array = array.view(DTYPES[dtype]).reshape(shape)
         return bf16_bits_to_float32(array) if dtype == "BF16" else array
 
+    def lend(self, name: str) -> np.ndarray:
+        """The tensor as a copy-on-write view of the file's pages, for a reader that copies it anyway.
+
+        No read into a private buffer: a consumer that transposes the tensor into its own memory
+        (the Keras loader) copies each byte once. Writes to the view never reach the file; the view
+        stays valid after `close()`. bfloat16 tensors are widened, hence read.
+        """
+        dtype, shape, begin, end = self._entries[name]
+        if dtype == "BF16" or end == begin:
+            return self.get(name)
+        if self._map is None:
+            try:
+                with open(self.path, "rb") as stream:
+                    self._map = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
+            except (OSError, ValueError):  # a file system without mmap: read instead
+                return self.get(name)
+            if len(self._map) < self._size:
+                raise SafetensorsError(f"{self.path} shrank while being read")
+        self._release_lent()
+        self._lent = (self._start + begin, self._start + end)
+        count = (end - begin) // DTYPES[dtype].itemsize
+        return np.frombuffer(self._map, dtype=DTYPES[dtype], count=count, offset=self._start + begin).reshape(shape)
+
+    def _release_lent(self) -> None:
+        """Return the previously lent tensor's pages: the consumer has copied it, and a later read of
+        those (unmodified, private) pages would simply fetch them from the file again."""
+        if self._map is None or self._lent is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        first = self._lent[0] - self._lent[0] % mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, first, self._lent[1] - first)
+        self._lent = None
+
     def close(self) -> None:
-        """Nothing stays open between reads; present for the source protocol."""
+        """Drop the mapping used by `lend` (views already lent keep it alive until they go)."""
+        self._release_lent()
+        self._map = None
 
 
 def write_safetensors(

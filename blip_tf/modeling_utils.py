@@ -21,8 +21,8 @@ import tensorflow as tf
 from blip_core.configuration import BlipConfigBase
 from blip_core.loading import open_pretrained, resolve_config, split_hub_options, write_pretrained
 from blip_core.model_constants import MASK_FILL_VALUE, activation_name
-from blip_core.safetensors_io import float32_to_bf16_bits
-from blip_core.weights import CheckpointError, expected_params, keras_variable_name, saved_names, to_keras
+from blip_core.safetensors_io import ALIGNMENT, float32_to_bf16_bits
+from blip_core.weights import CheckpointError, expected_params, keras_axes, keras_variable_name, saved_names
 from blip_core.weights.layouts import from_keras, keras_attribute
 
 _ACTIVATIONS = {
@@ -83,6 +83,34 @@ def preload(layer: keras.layers.Layer, variable_name: str, read: Any) -> None:
         layer.preloaded[variable_name] = init
     else:
         setattr(layer, _INITIALIZER_ATTRIBUTES[variable_name], init)
+
+
+def keras_value(state: Any, spec: Any) -> tf.Tensor:
+    """A checkpoint tensor (torch layout) as a tensor in Keras layout, each byte copied once.
+
+    Tensors Keras stores transposed are read from the file's mapped pages by TensorFlow's own
+    transpose; the others are read into a fresh array that TensorFlow adopts without a copy.
+    (`tf.constant` and a NumPy transpose copied everything twice more and made loading a
+    base-size checkpoint take twice as long.)
+    """
+    axes = keras_axes(spec.kind, spec.leaf)
+    if axes is None:
+        return _shared_tensor(state.get(spec.name))
+    return tf.transpose(_shared_tensor(state.lend(spec.name)), axes)
+
+
+def _shared_tensor(array: np.ndarray) -> tf.Tensor:
+    """`array`'s memory as a tensor when TensorFlow can adopt it (writeable, contiguous, 64-byte aligned).
+
+    Misaligned memory would pass DLPack and abort the process in a later kernel, so it is copied.
+    """
+    adoptable = array.flags.writeable and array.flags.c_contiguous and array.size
+    if adoptable and array.ctypes.data % ALIGNMENT == 0:
+        try:
+            return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        except (BufferError, TypeError, ValueError, tf.errors.OpError):
+            pass
+    return tf.convert_to_tensor(array)
 
 
 class _OwnWeights:
@@ -275,9 +303,7 @@ class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
                 for name in state.names:  # each variable is created straight from its tensor, read then
                     spec = state.specs[name]
                     owner, variable_name = model.owner_of(name, spec.kind)
-                    preload(
-                        owner, variable_name, lambda spec=spec: to_keras(state.get(spec.name), spec.kind, spec.leaf)
-                    )
+                    preload(owner, variable_name, lambda spec=spec: keras_value(state, spec))
                 model.build_model()
         except (AttributeError, IndexError) as err:  # the core validated the names; this is a model-tree bug
             raise CheckpointError(f"{cls.__name__} has no variable for a checkpoint tensor: {err}") from None

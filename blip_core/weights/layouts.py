@@ -45,6 +45,11 @@ def keras_variable_name(kind: str, leaf: str) -> str:
     return KERAS_VARIABLE_NAMES[(kind, leaf)]
 
 
+def keras_axes(kind: str, leaf: str) -> tuple[int, ...] | None:
+    """The permutation from torch layout to Keras layout, None where the layouts agree."""
+    return _TO_KERAS_AXES.get((kind, leaf))
+
+
 def to_keras(array: np.ndarray, kind: str, leaf: str) -> np.ndarray:
     """A torch-layout array in the layout Keras stores it (a view where possible)."""
     axes = _TO_KERAS_AXES.get((kind, leaf))

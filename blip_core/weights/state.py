@@ -38,7 +38,13 @@ class PreparedState:
         return [name for name in self.specs if name not in tied]
 
     def get(self, name: str) -> np.ndarray:
+        """A fresh, writeable array the caller may keep."""
         return self.source.get(self.prefix + name)
+
+    def lend(self, name: str) -> np.ndarray:
+        """A possibly memory-mapped view, for a caller that copies it at once (see `SafetensorsFile.lend`)."""
+        lender = getattr(self.source, "lend", None)
+        return lender(self.prefix + name) if lender is not None else self.get(name)
 
 
 def _choose_prefix(file_names: set[str], expected: list[str], class_name: str) -> str:

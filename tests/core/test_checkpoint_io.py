@@ -55,6 +55,26 @@ def test_bf16_is_read_exactly_and_written_back(tmp_path):
     assert torch.equal(load_file(str(tmp_path / "bf.safetensors"))["x"].float(), torch.from_numpy(widened))
 
 
+def test_reads_are_aligned_and_lent_views_match_reads(tmp_path):
+    """get() gives fresh 64-byte-aligned arrays; lend() gives equal read-only-in-effect views valid after close."""
+    from safetensors.numpy import save_file
+
+    tensors = _tensors()
+    save_file(tensors, str(tmp_path / "ref.safetensors"))
+    source = SafetensorsFile(tmp_path / "ref.safetensors")
+    lent = {}
+    for name, value in tensors.items():
+        fresh = source.get(name)
+        assert fresh.ctypes.data % 64 == 0 and fresh.flags.writeable, name
+        assert fresh.dtype == value.dtype and np.array_equal(fresh, value), name
+        lent[name] = source.lend(name)
+    source.close()  # lent views stay valid (their pages come back from the file)
+    for name, value in tensors.items():
+        assert np.array_equal(lent[name], value), name
+    lent["a.weight"][0, 0] = 123.0  # copy-on-write: the file is never changed
+    assert np.array_equal(SafetensorsFile(tmp_path / "ref.safetensors").get("a.weight"), tensors["a.weight"])
+
+
 def test_truncated_safetensors_is_named(tmp_path):
     path = save_safetensors(tmp_path / "model.safetensors", _tensors())
     data = path.read_bytes()

@@ -61,3 +61,16 @@ def test_fit_without_labels_is_a_clear_error(tiny_checkpoints):
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match="must give the model a loss"):
         model.fit(data, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("skip_bytes", [0, 4, 16])
+def test_adopted_checkpoint_memory_is_safe_at_any_alignment(skip_bytes):
+    """TF aborts the process on misaligned tensor memory; the loader adopts only aligned arrays, copies others."""
+    from blip_core.safetensors_io import aligned_empty
+    from blip_tf.modeling_utils import _shared_tensor
+
+    raw = aligned_empty(4 * 64 + 64)[skip_bytes : skip_bytes + 4 * 64].view(np.float32).reshape(8, 8)
+    raw[:] = np.arange(64, dtype=np.float32).reshape(8, 8)
+    tensor = _shared_tensor(raw)
+    total = tf.matmul(tensor + 1.0, tensor)  # kernels that check alignment
+    np.testing.assert_array_equal(total.numpy(), (raw + 1.0) @ raw)
