@@ -54,7 +54,8 @@ def _emulated(tensor: torch.Tensor) -> bool:
 class Linear(nn.Linear):
     """`nn.Linear` with faster CPU inference paths; same parameters, names and math.
 
-    Few rows (decoding): the float32 weight is read on both cores. Low precision on CPUs
+    Without autograd, float32: one row (decoding) streams each half of the weight on its own
+    core; up to `ONEDNN_MAX_ROWS` rows (beams) go through oneDNN's matmul. Low precision on CPUs
     without bf16 units: large products compute in float32.
     """
 
@@ -71,7 +72,7 @@ class Linear(nn.Linear):
             ):
                 if input.numel() == self.in_features and not self.out_features % 2:
                     return self._split_gemv(input)
-                out = _onednn_linear(input, weight, self.bias)
+                out = _onednn_linear(input, weight, self.bias) if input.is_contiguous() else None
                 if out is not None:
                     return out
             return nn.functional.linear(input, weight, self.bias)
