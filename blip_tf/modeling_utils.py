@@ -77,7 +77,8 @@ def preload(layer: keras.layers.Layer, variable_name: str, read: Any) -> None:
             raise CheckpointError(
                 f"{layer.name}.{variable_name}: checkpoint shape {value.shape}, layer shape {tuple(shape)}"
             )
-        return value if dtype in (None, "float32", value.dtype) else tf.cast(value, dtype)
+        wanted = tf.as_dtype(dtype or "float32")
+        return value if value.dtype == wanted else tf.cast(value, wanted)  # e.g. a float16 file
 
     if isinstance(layer, _OwnWeights):
         layer.preloaded[variable_name] = init

@@ -19,7 +19,6 @@ from blip_core.outputs import GenerateOutput
 from blip_core.prompts import left_pad
 from blip_torch.cache import KVCache
 from blip_torch.modeling_utils import additive_mask, attend
-from blip_torch.text import grouped_attention
 
 NEG_INF = float("-inf")
 NEVER = -1.0e9  # transformers' "never choose this beam" score
@@ -106,7 +105,7 @@ def decoder_step(
         cross = layer.crossattention.self
         query = cross._heads(cross.query.forward(hidden))
         key, value = cache.cross_entries[index]
-        context = grouped_attention(query, key, value, cross_mask, 0.0, False, query.shape[0] // key.shape[0])[0]
+        context = attend(query, key, value, cross_mask, 0.0, False, group=query.shape[0] // key.shape[0])[0]
         hidden = _residual_norm(context, hidden, layer.crossattention.output)
         inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense.forward(hidden))
         hidden = _norm(layer.output.dense.forward(inner) + hidden, layer.output.LayerNorm)

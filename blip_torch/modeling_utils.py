@@ -114,8 +114,20 @@ def attend(
     dropout: float,
     output_attentions: bool,
     scale: float | None = None,
+    group: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Attention (B, H, T, D) -> (context, probabilities if asked); `mask` is additive."""
+    """Attention (B, H, T, D) -> (context, probabilities if asked); `mask` is additive.
+
+    With `group` > 1, every `group` consecutive query rows share one row of keys/values (the beams
+    of one image): those rows are folded into the query axis, so the keys/values are never copied.
+    """
+    if group > 1:
+        batch, heads, length, size = query.shape
+        folded = query.view(batch // group, group, heads, length, size).transpose(1, 2)
+        folded = folded.reshape(batch // group, heads, group * length, size)  # (B, H, G*T, D)
+        context, weights = attend(folded, key, value, mask, dropout, output_attentions, scale)
+        context = context.view(batch // group, heads, group, length, size).transpose(1, 2)
+        return context.reshape(batch, heads, length, size), weights  # (B*G, H, T, D)
     dtype = query.dtype
     if _emulated(query):
         query, key, value = query.float(), key.float(), value.float()

@@ -93,33 +93,10 @@ class BlipTextSelfAttention(nn.Module):
             attention_mask = None if attention_mask is None else attention_mask.repeat_interleave(group, 0)
             group = 1
         dropout = self.dropout if self.training else 0.0
-        context, weights = grouped_attention(query, key, value, attention_mask, dropout, output_attentions, group)
+        context, weights = attend(query, key, value, attention_mask, dropout, output_attentions, group=group)
         batch, heads, length, size = query.shape
         context = context.transpose(1, 2).reshape(batch, length, heads * size)  # (B, T, H*D)
         return context, weights
-
-
-def grouped_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: torch.Tensor | None,
-    dropout: float,
-    output_attentions: bool,
-    group: int,
-) -> tuple[torch.Tensor, Any]:
-    """`attend` where every `group` consecutive query rows share one row of keys/values (beams of one image).
-
-    The rows of one image are folded into the query axis, so the shared keys/values are never copied.
-    """
-    if group == 1:
-        return attend(query, key, value, mask, dropout, output_attentions)
-    batch, heads, length, size = query.shape
-    folded = query.view(batch // group, group, heads, length, size).transpose(1, 2)
-    folded = folded.reshape(batch // group, heads, group * length, size)  # (B, H, G*T, D)
-    context, weights = attend(folded, key, value, mask, dropout, output_attentions)
-    context = context.view(batch // group, heads, group, length, size).transpose(1, 2)
-    return context.reshape(batch, heads, length, size), weights  # (B*G, H, T, D)
 
 
 class BlipTextSelfOutput(nn.Module):
