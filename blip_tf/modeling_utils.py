@@ -157,9 +157,21 @@ def attend(
     dropout: float,
     output_attentions: bool,
     scale: float | None = None,
+    group: int = 1,
     training: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor | None]:
-    """Attention (B, H, T, D) -> (context, probabilities if asked); `mask` is additive."""
+    """Attention (B, H, T, D) -> (context, probabilities if asked); `mask` is additive.
+
+    With `group` > 1, every `group` consecutive query rows share one row of keys/values (the beams
+    of one image): those rows are folded into the query axis, so the keys/values are never copied.
+    """
+    if group > 1:
+        batch, heads, length, size = tf.shape(query)[0], query.shape[1], tf.shape(query)[2], query.shape[3]
+        folded = tf.transpose(tf.reshape(query, (-1, group, heads, length, size)), (0, 2, 1, 3, 4))
+        folded = tf.reshape(folded, (-1, heads, group * length, size))  # (B, H, G*T, D)
+        context, weights = attend(folded, key, value, mask, dropout, output_attentions, scale, training=training)
+        context = tf.transpose(tf.reshape(context, (-1, heads, group, length, size)), (0, 2, 1, 3, 4))
+        return tf.reshape(context, (batch, heads, length, size)), weights  # (B*G, H, T, D)
     scale = query.shape[-1] ** -0.5 if scale is None else scale
     scores = tf.matmul(query, key, transpose_b=True) * tf.cast(scale, query.dtype)  # (B, H, T, S)
     weights = tf.nn.softmax(scores if mask is None else scores + tf.cast(mask, scores.dtype), axis=-1)

@@ -115,23 +115,15 @@ class TFBlipTextSelfAttention(keras.layers.Layer):
     ) -> tuple[tf.Tensor, Any]:
         query = self._heads(self.query(hidden_states))
         key, value = self._keys_values(hidden_states, encoder_hidden_states, cache, layer)
-        batch, heads, length, size = tf.shape(query)[0], query.shape[1], tf.shape(query)[2], query.shape[3]
         group = _cross_group(query, key, cache if self.is_cross_attention else None)
         if group > 1 and output_attentions:
             key, value = tf.repeat(key, group, axis=0), tf.repeat(value, group, axis=0)
             attention_mask = None if attention_mask is None else tf.repeat(attention_mask, group, axis=0)
             group = 1
-        if group > 1:  # fold the rows of one image into the query axis: (B*G, H, T, D) -> (B, H, G*T, D)
-            query = tf.reshape(
-                tf.transpose(tf.reshape(query, (-1, group, heads, length, size)), (0, 2, 1, 3, 4)),
-                (-1, heads, group * length, size),
-            )
-        context, weights = attend(query, key, value, attention_mask, self.dropout, output_attentions, None, training)
-        if group > 1:  # unfold: (B, H, G*T, D) -> (B*G, H, T, D)
-            context = tf.reshape(
-                tf.transpose(tf.reshape(context, (-1, heads, group, length, size)), (0, 2, 1, 3, 4)),
-                (batch, heads, length, size),
-            )
+        context, weights = attend(
+            query, key, value, attention_mask, self.dropout, output_attentions, group=group, training=training
+        )
+        heads, length, size = query.shape[1], tf.shape(query)[2], query.shape[3]
         context = tf.reshape(
             tf.transpose(context, (0, 2, 1, 3)), (tf.shape(context)[0], length, heads * size)
         )  # (B, T, H*D)

@@ -106,7 +106,9 @@ class TFBlipAttention(keras.layers.Layer):
         batch, length, width = tf.shape(hidden_states)[0], tf.shape(hidden_states)[1], hidden_states.shape[-1]
         qkv = tf.reshape(self.qkv(hidden_states), (batch, length, 3, self.num_heads, self.head_dim))
         query, key, value = tf.unstack(tf.transpose(qkv, (2, 0, 3, 1, 4)))  # 3 x (B, H, T, D)
-        context, weights = attend(query, key, value, None, self.dropout, output_attentions, self.scale, training)
+        context, weights = attend(
+            query, key, value, None, self.dropout, output_attentions, self.scale, training=training
+        )
         context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (batch, length, width))  # (B, T, H*D)
         return self.projection(context), weights
 
