@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from blip_conversion import convert
+from blip_core.native_logs import quiet_native_logs
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 MESSAGE_LIMIT = 600
@@ -53,9 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--revision")
         command.add_argument("--cache-dir")
         command.add_argument("--local-files-only", action="store_true")
+        _verbose_option(command)
         return command
 
-    source_command("to-safetensors", "pytorch_model.bin (sharded too) or tf_model.h5 -> canonical model.safetensors")
+    source_command(
+        "to-safetensors",
+        "any checkpoint (.bin, tf_model.h5, Keras 3 model.weights.h5, TF-named safetensors; sharded too) "
+        "-> canonical model.safetensors",
+    )
     source_command("to-bin", "any checkpoint -> pytorch_model.bin (needs torch)")
     source_command("to-h5", "any checkpoint -> tf_model.h5 named like transformers' TF port")
     keras = source_command("to-keras", "any checkpoint -> Keras 3 model.weights.h5 (needs tensorflow)")
@@ -69,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     original.add_argument("--image-size", type=int, default=384)
     original.add_argument("--config", help="a BLIP config.json with the checkpoint's sizes (custom models)")
     original.add_argument("--force", action="store_true")
+    _verbose_option(original)
 
     check = commands.add_parser("verify", help="run a checkpoint through blip_torch and blip_tf and compare")
     check.add_argument("source", help="a folder or a Hub repo id")
@@ -77,7 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--revision")
     check.add_argument("--cache-dir")
     check.add_argument("--local-files-only", action="store_true")
+    _verbose_option(check)
     return parser
+
+
+def _verbose_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--verbose", action="store_true", help="let TensorFlow's and XLA's own log lines through to stderr"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,10 +121,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, OSError, RuntimeError, TypeError) as err:
-        return fail(str(err))
+    with quiet_native_logs(not args.verbose):
+        try:
+            return run(args)
+        except (ValueError, OSError, RuntimeError, TypeError) as err:
+            return fail(str(err))
 
 
 if __name__ == "__main__":

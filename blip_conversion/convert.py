@@ -21,8 +21,9 @@ from blip_conversion.formats.original import read_original
 from blip_conversion.output import output_folder, progress
 from blip_core.checkpoint import ArraySource, open_weights, save_safetensors
 from blip_core.configuration import BlipConfig, BlipConfigBase, BlipTextConfig, BlipVisionConfig, read_config_json
-from blip_core.hub import resolve_file, resolve_weights
+from blip_core.hub import ALL_FORMATS, resolve_file, resolve_weights
 from blip_core.image_processing import BlipImageProcessor
+from blip_core.keras_weights import KerasWeightsFile
 from blip_core.processing import BlipProcessor
 from blip_core.tokenization import BUNDLED_VOCAB_FILE, BlipTokenizer
 from blip_core.weights import MODEL_CLASSES, prepare_state
@@ -61,7 +62,7 @@ def load_config(source: str | os.PathLike, hub: Mapping[str, Any]) -> tuple[Blip
 def read_checkpoint(
     source: str | os.PathLike,
     class_name: str | None = None,
-    formats: tuple[str, ...] = ("safetensors", "bin", "h5"),
+    formats: tuple[str, ...] = ALL_FORMATS,
     hub: Mapping[str, Any] | None = None,
 ) -> Checkpoint:
     """Read and validate the weights of a folder or Hub id, in the first of `formats` it holds."""
@@ -126,9 +127,9 @@ def to_safetensors(
     class_name: str | None = None,
     hub: Mapping[str, Any] | None = None,
 ) -> Path:
-    """A folder or Hub id with `pytorch_model.bin` (sharded too) or `tf_model.h5` -> canonical `model.safetensors`."""
+    """Any checkpoint (every format `blip_core.checkpoint` reads, sharded too) -> canonical `model.safetensors`."""
     hub = dict(hub or {})
-    checkpoint = read_checkpoint(source, class_name, ("bin", "h5", "safetensors"), hub)
+    checkpoint = read_checkpoint(source, class_name, hub=hub)
     return _write(
         checkpoint,
         destination,
@@ -234,6 +235,7 @@ def to_keras(
         raise ValueError(f"--saved-model exports the captioning and VQA models; {class_name} has no generate()")
     with output_folder(destination, force) as folder:
         model.save_weights(str(folder / "model.weights.h5"))
+        KerasWeightsFile(folder / "model.weights.h5").close()  # readable by every loader (Keras >= 3.6 names layers)
         model.config.save_pretrained(folder)
         _copy_processor_files(source, folder, hub, None)
         if saved_model:

@@ -47,7 +47,6 @@ class Report:
         return "\n".join(lines)
 
 
-
 def test_card() -> np.ndarray:
     """The image verified when none is given: a colourful 120x160 card (gradients and a disc), so
     every patch and channel differs."""
@@ -55,6 +54,7 @@ def test_card() -> np.ndarray:
     image = np.stack([x * 255 / 160, y * 255 / 120, np.full_like(x, 90)], axis=-1)
     image[(y - 60) ** 2 + (x - 80) ** 2 < 30**2] = (230, 40, 40)
     return image.astype(np.uint8)
+
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, np.ndarray]:
     if value is None:

@@ -3,7 +3,8 @@
 A tensor source has `path`, `keys()`, `shape(name)`, `get(name)` and `close()`,
 and speaks canonical names in PyTorch layout whatever the file's own naming:
 `model.safetensors` (PyTorch or TF naming), `pytorch_model.bin`,
-`tf_model.h5`, and sharded sets of the first two.
+`tf_model.h5` (`transformers`' TF port), Keras 3 `model.weights.h5`
+(`save_weights`, `blip-convert to-keras`), and sharded sets of each.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from blip_core.h5_reader import H5File
+from blip_core.h5_reader import H5File, open_h5
 from blip_core.hub import WeightFiles
+from blip_core.keras_weights import KerasWeightsFile, is_keras3_weights
 from blip_core.safetensors_io import SafetensorsFile, write_safetensors
 from blip_core.torch_pickle import TorchPickleFile
 from blip_core.weights.layouts import from_keras, kind_of_keras_kernel, shape_from_keras
@@ -41,7 +43,14 @@ class TFNamedSource:
         self._entries: dict[str, tuple[str, str, str]] = {}
         for tf_name in inner.keys():
             name, kind = tf_to_canonical(tf_name)
-            kind = kind or kind_of_keras_kernel(len(inner.shape(tf_name)))
+            try:
+                kind = kind or kind_of_keras_kernel(len(inner.shape(tf_name)))
+            except ValueError as err:
+                raise ValueError(f"{self.path}: tensor {tf_name!r}: {err}") from None
+            if name in self._entries:
+                raise ValueError(
+                    f"{self.path}: tensors {self._entries[name][0]!r} and {tf_name!r} both map to {name!r}"
+                )
             self._entries[name] = (tf_name, kind, name.rsplit(".", 1)[-1])
 
     def keys(self) -> list[str]:
@@ -134,12 +143,19 @@ def open_file(path: str | os.PathLike, fmt: str | None = None) -> TensorSource:
         return TFNamedSource(source) if _uses_tf_names(source) else source
     if fmt == "bin":
         return TorchPickleFile(path)
-    if fmt == "h5":
-        return H5File(path)
-    raise ValueError(f"{path}: unknown weight format {fmt!r}; expected safetensors, bin or h5")
+    if fmt in ("h5", "keras"):
+        return KerasWeightsFile(path) if _is_keras3(path) else H5File(path)
+    raise ValueError(f"{path}: unknown weight format {fmt!r}; expected safetensors, bin, h5 or keras")
+
+
+def _is_keras3(path: Path) -> bool:
+    """Whether an `.h5` file is a Keras 3 weights file (else the TF port's Keras-2 layout)."""
+    with open_h5(path) as h5file:
+        return is_keras3_weights(h5file)
 
 
 def guess_format(path: Path) -> str:
+    """The format of a weight file from its name (`.h5` covers both Keras layouts: the content decides)."""
     suffixes = {".safetensors": "safetensors", ".bin": "bin", ".pth": "bin", ".pt": "bin", ".h5": "h5"}
     try:
         return suffixes[path.suffix]
@@ -148,8 +164,20 @@ def guess_format(path: Path) -> str:
 
 
 def open_weights(files: WeightFiles) -> TensorSource:
-    """One source over the chosen weight files (shards merged)."""
-    sources = [open_file(path, files.format) for path in files.paths]
+    """One source over the chosen weight files (shards merged).
+
+    Keras 3 shards are read together: a layer's name may be stored in another shard than its variables.
+    """
+    if files.format == "keras":
+        return KerasWeightsFile(files.paths)
+    sources: list[TensorSource] = []
+    try:
+        for path in files.paths:
+            sources.append(open_file(path, files.format))
+    except BaseException:
+        for source in sources:
+            source.close()
+        raise
     return sources[0] if len(sources) == 1 else ShardedSource(sources)
 
 

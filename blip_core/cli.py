@@ -6,7 +6,11 @@
     blip embed cat.jpg dog.jpg        blip embed --text "a cat" "a dog"
 
 Exit codes: 0 every input done, 1 some inputs failed (reported on stderr and skipped),
-2 a usage, model or network problem (one line on stderr).
+2 nothing could be done: a usage, model or network problem, or no image to work on (an empty
+folder, or no input readable as an image); one line on stderr says which, and stdout stays empty.
+
+TensorFlow's, XLA's and absl's C++ log lines (oneDNN notices, CPU-feature and CUDA probing) are
+kept off stderr unless `--verbose` is given.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from blip_core.demo import add_demo_arguments
 from blip_core.image_loading import to_pil_or_array
+from blip_core.native_logs import quiet_native_logs
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -51,14 +56,19 @@ class UsageError(ValueError):
 
 def expand_inputs(items: Sequence[str]) -> list[str]:
     """Files, URLs, and the images inside folders (sorted, recursively)."""
-    found: list[str] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found += [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-        else:
-            found.append(item)
-    return found
+    return [name for item in items for name in _folder_images(item)]
+
+
+def _folder_images(item: str) -> list[str]:
+    path = Path(item)
+    if not path.is_dir():
+        return [item]
+    return [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+
+
+def empty_folders(items: Sequence[str]) -> list[str]:
+    """The folders among `items` that hold no image file."""
+    return [item for item in items if Path(item).is_dir() and not _folder_images(item)]
 
 
 def load_images(names: list[str]) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
@@ -67,7 +77,7 @@ def load_images(names: list[str]) -> tuple[list[tuple[str, Any]], list[tuple[str
     for name in names:
         try:
             loaded.append((name, to_pil_or_array(name)))
-        except ValueError as err:
+        except (ValueError, OSError) as err:  # unreadable, missing, or not an image
             failed.append((name, str(err)))
     return loaded, failed
 
@@ -113,12 +123,14 @@ def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
 def _pipeline(args: argparse.Namespace, task: str):
     from blip_core.pipelines import pipeline
 
-    options = {"device": args.device}
-    if args.dtype and args.framework != "tf":
-        import torch
-
-        options["torch_dtype"] = getattr(torch, args.dtype)
-    return pipeline(task, model=args.model, framework=args.framework, batch_size=args.batch_size, **options)
+    return pipeline(
+        task,
+        model=args.model,
+        framework=args.framework,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+    )
 
 
 def run_generation(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]]) -> None:
@@ -173,10 +185,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", help="a folder or Hub id (default: the embedded demo model, else Salesforce's)")
         sub.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
         sub.add_argument("--device", help="e.g. cpu, cuda, /GPU:0")
-        sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="PyTorch weights dtype")
+        sub.add_argument(
+            "--dtype", choices=["float32", "bfloat16", "float16", "auto"], default="float32", help="weights dtype"
+        )
         sub.add_argument("--batch-size", type=int, default=8)
         sub.add_argument("--format", choices=["text", "jsonl", "csv"], default="text")
         sub.add_argument("--progress", action="store_true", help="show progress on stderr")
+        sub.add_argument(
+            "--verbose", action="store_true", help="let TensorFlow's and XLA's own log lines through to stderr"
+        )
         return sub
 
     def generation(sub: argparse.ArgumentParser) -> None:
@@ -211,13 +228,13 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_warning  # a sentence for the user, not a source location
-        return _main(argv)
-
-
-def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    with quiet_native_logs(not args.verbose), warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning  # a sentence for the user, not a source location
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from blip_core.demo import run as demo
 
@@ -227,10 +244,17 @@ def _main(argv: Sequence[str] | None) -> int:
             raise UsageError("embed needs images or --text")
         if args.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-        images, failed = load_images(expand_inputs(args.images))
+        texts_only = args.command == "embed" and bool(args.text)
+        names, empty = expand_inputs(args.images), empty_folders(args.images)
+        looked_for = f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
+        if empty and not names and not texts_only:
+            raise UsageError(f"no image files in {', '.join(empty)} ({looked_for})")
+        for folder in empty:
+            print(f"blip: note: no image files in {folder} ({looked_for})", file=sys.stderr)
+        images, failed = load_images(names)
         for name, reason in failed:
             print(f"blip: skipped {name}: {reason}", file=sys.stderr)
-        if not images and not (args.command == "embed" and args.text):
+        if not images and not texts_only:
             raise UsageError("no readable images among the inputs")
         fields = {
             "caption": ["file", "caption"],

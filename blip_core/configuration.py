@@ -37,6 +37,37 @@ INHERITED_DEFAULTS: dict[str, Any] = {
     "decoder_start_token_id": None,
 }
 
+# The legacy generation fields every `transformers` 4.57 config carries, with their global defaults
+# (`BlipTextConfig().num_beams` is 1 there too). `GenerationConfig.from_model_config` reads them.
+GENERATION_DEFAULTS: dict[str, Any] = {
+    "max_length": 20,
+    "min_length": 0,
+    "do_sample": False,
+    "early_stopping": False,
+    "num_beams": 1,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "num_return_sequences": 1,
+    "output_scores": False,
+    "return_dict_in_generate": False,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "remove_invalid_values": False,
+    "exponential_decay_length_penalty": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
+}
+INHERITED_DEFAULTS.update(GENERATION_DEFAULTS)
+
 # Keys that describe a file rather than a model; never written back.
 _TRANSIENT_KEYS = ("_commit_hash", "_name_or_path", "_attn_implementation_autoset")
 
@@ -106,6 +137,23 @@ class BlipConfigBase:
     @property
     def torch_dtype(self) -> Any:
         return self.dtype
+
+    def get_text_config(self, decoder: bool = False) -> BlipConfigBase:
+        """The text section (`BlipConfig.text_config`), or this config itself for the sub-configs."""
+        return getattr(self, "text_config", self)
+
+    def update(self, config_dict: dict[str, Any]) -> None:
+        """Set every key of `config_dict` as an attribute (unknown keys included), as `transformers` does."""
+        if not isinstance(config_dict, dict):
+            raise TypeError(f"{type(self).__name__}.update expects a dict, got {type(config_dict).__name__}")
+        for key, value in config_dict.items():
+            setattr(self, key, value)
+
+    def _get_non_default_generation_parameters(self) -> dict[str, Any]:
+        """Legacy generation fields that differ from this class's defaults (`transformers`' private helper)."""
+        from blip_core.generation_options import non_default_generation_fields
+
+        return non_default_generation_fields(self)
 
     # -- dict / JSON ----------------------------------------------------------
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from blip_core.demo_tasks import DEMO_MODELS_DIR, held_out
+from blip_core.native_logs import quiet_native_logs
 
 PARITY_BOUND = 1e-4
 
@@ -40,12 +41,17 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=4, help="held-out images to show (default 4)")
     parser.add_argument("--start", type=int, default=4, help="first held-out image (default 4: all three shapes)")
     parser.add_argument("--save", metavar="DIR", help="also write the images shown, as PNG, into DIR")
+    parser.add_argument(
+        "--verbose", action="store_true", help="let TensorFlow's and XLA's own log lines through to stderr"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="blip demo", description=__doc__.splitlines()[0])
     add_demo_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    with quiet_native_logs(not args.verbose):
+        return run(args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,92 +1,216 @@
-"""Read a `transformers` TensorFlow `tf_model.h5` (Keras-2 HDF5 weights) as canonical tensors.
+"""Read HDF5 weight files safely, and `transformers`' TensorFlow `tf_model.h5` (Keras-2 HDF5 weights,
+sharded too) as canonical tensors.
 
 Names follow REFERENCE §3.2 (`renames.tf_to_canonical`); arrays come back in
-PyTorch layout (`layouts.from_keras`).
+PyTorch layout (`layouts.from_keras`). The helpers here are shared with the
+Keras 3 reader (`blip_core.keras_weights`): they follow hard links only (never
+soft or external links), refuse external and virtual datasets, and check a
+dataset's dtype and declared size before reading it. Every error names the
+file and the dataset.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from blip_core.safetensors_io import bf16_bits_to_float32
 from blip_core.weights.layouts import from_keras, kind_of_keras_kernel, shape_from_keras
 from blip_core.weights.renames import tf_to_canonical
 
+MAX_DEPTH = 64  # groups nested deeper than this are refused (a hard-link cycle never ends)
+MAX_OBJECTS = 200_000  # groups and datasets walked in one file
+# A dataset that declares more than this many bytes must store at least 1/BOMB_RATIO of them:
+# a chunked dataset of fill values or a highly compressed one would otherwise allocate gigabytes.
+BOMB_FLOOR_BYTES = 64 * 2**20
+BOMB_RATIO = 1000
+FLOAT_KINDS = ("f",)
+BF16 = "bfloat16"
+
 
 class H5ReadError(ValueError):
-    """An h5 file that cannot be read as TF weights; names the file and the dataset."""
+    """An h5 file that cannot be read as weights; names the file and the dataset."""
 
 
 def _decode(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _dataset_paths(h5file: Any) -> list[str]:
-    """Dataset paths in file order: from `layer_names`/`weight_names` when present, else a walk."""
+def open_h5(path: str | os.PathLike) -> Any:
+    """An `h5py.File` opened read-only; `H5ReadError` for a file HDF5 cannot open."""
+    try:
+        import h5py
+    except ImportError:
+        raise H5ReadError("reading .h5 weights needs h5py: pip install h5py") from None
+    try:
+        return h5py.File(Path(path), "r")
+    except (OSError, ValueError) as err:
+        raise H5ReadError(f"{path} is not a readable HDF5 file (truncated or damaged): {err}") from None
+
+
+def child(group: Any, name: str, file_path: Path) -> Any:
+    """`group[name]` through a hard link only; soft and external links are refused."""
+    import h5py
+
+    where = f"{group.name.rstrip('/')}/{name}"
+    try:
+        link = group.get(name, getlink=True)
+    except (KeyError, OSError, ValueError) as err:
+        raise H5ReadError(f"{file_path}: cannot read the link {where!r}: {err}") from None
+    if link is None:
+        raise H5ReadError(f"{file_path}: {where!r} does not exist")
+    if not isinstance(link, h5py.HardLink):
+        raise H5ReadError(f"{file_path}: {where!r} is a {type(link).__name__}; only hard links are followed")
+    try:
+        return group[name]
+    except (KeyError, OSError, ValueError) as err:
+        raise H5ReadError(f"{file_path}: cannot open {where!r}: {err}") from None
+
+
+def resolve(h5file: Any, path: str, file_path: Path) -> Any:
+    """The object at `a/b/c`, walking hard links only."""
+    node = h5file
+    for part in path.strip("/").split("/"):
+        if not part:
+            raise H5ReadError(f"{file_path}: invalid path {path!r}")
+        node = child(node, part, file_path)
+    return node
+
+
+def walk(h5file: Any, file_path: Path) -> Iterator[tuple[str, Any]]:
+    """(path, object) of every group and dataset, depth first in name order, through hard links only."""
+    import h5py
+
+    count = 0
+    stack: list[tuple[str, Any, int]] = [("", h5file, 0)]
+    while stack:
+        prefix, group, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            raise H5ReadError(f"{file_path}: groups nested deeper than {MAX_DEPTH} levels at {prefix!r}")
+        children = []
+        for name in sorted(group.keys()):
+            count += 1
+            if count > MAX_OBJECTS:
+                raise H5ReadError(f"{file_path}: more than {MAX_OBJECTS} objects; not a weights file")
+            node = child(group, name, file_path)
+            path = f"{prefix}{name}"
+            children.append((path, node))
+            if isinstance(node, h5py.Group):
+                stack.append((path + "/", node, depth + 1))
+        yield from children
+
+
+def dataset_dtype(dataset: Any, file_path: Path, path: str) -> str:
+    """The checked dtype of a weight dataset ("float32", ..., or "bfloat16"); refuses what is not a weight.
+
+    Also refuses external and virtual datasets and declared sizes the file does not back.
+    """
+    import h5py
+
+    if not isinstance(dataset, h5py.Dataset):
+        raise H5ReadError(f"{file_path}: {path!r} is a {type(dataset).__name__}, not a dataset")
+    if dataset.external:
+        raise H5ReadError(f"{file_path}: dataset {path!r} stores its data in an external file; refused")
+    if dataset.is_virtual:
+        raise H5ReadError(f"{file_path}: dataset {path!r} is a virtual dataset; refused")
+    if dataset.shape is None:
+        raise H5ReadError(f"{file_path}: dataset {path!r} holds no array (an empty dataspace)")
+    dtype = dataset.dtype
+    is_bf16 = dtype.kind == "V" and dtype.itemsize == 2 and _decode(dataset.attrs.get("dtype", "")) == BF16
+    if not is_bf16 and (dtype.kind not in FLOAT_KINDS or dtype.itemsize not in (2, 4, 8)):
+        raise H5ReadError(f"{file_path}: dataset {path!r} has dtype {dtype}, expected a float weight")
+    declared = int(np.prod(dataset.shape, dtype=np.int64)) * dtype.itemsize
+    stored = dataset.id.get_storage_size()
+    if declared > BOMB_FLOOR_BYTES and declared > BOMB_RATIO * stored:
+        raise H5ReadError(
+            f"{file_path}: dataset {path!r} declares {declared} bytes but stores {stored}; refused (a size bomb)"
+        )
+    return BF16 if is_bf16 else np.dtype(dtype).newbyteorder("=").name
+
+
+def read_dataset(dataset: Any, file_path: Path, path: str) -> np.ndarray:
+    """A checked dataset's values in native byte order; bfloat16 widened to float32 exactly."""
+    dtype = dataset_dtype(dataset, file_path, path)
+    try:
+        array = np.asarray(dataset[()])
+    except (OSError, ValueError, TypeError) as err:
+        raise H5ReadError(f"{file_path}: cannot read dataset {path!r}: {err}") from None
+    if dtype == BF16:
+        return bf16_bits_to_float32(array.view("<u2"))
+    return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+_LAYER_NAME = re.compile(r"[\w./:\-]{1,512}")
+
+
+def _tf_port_paths(h5file: Any, file_path: Path) -> list[str]:
+    """Dataset paths of a TF-port file in file order: from `layer_names`/`weight_names` when present
+    (a shard lists its datasets in `layer_names` directly), else a walk."""
     import h5py
 
     layer_names = h5file.attrs.get("layer_names")
-    if layer_names is not None:
-        paths = []
-        for layer in map(_decode, layer_names):
-            group = h5file.get(layer)
-            if group is None:
-                continue
-            names = group.attrs.get("weight_names")
-            if names is None:
-                continue
-            paths.extend(f"{layer}/{_decode(name)}" for name in names)
-        if paths:
-            return paths
-    found: list[str] = []
-    h5file.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
-    return found
+    paths: list[str] = []
+    for layer in map(_decode, layer_names if layer_names is not None else ()):
+        if not _LAYER_NAME.fullmatch(layer):
+            raise H5ReadError(f"{file_path}: invalid layer name {layer[:80]!r} in layer_names")
+        node = resolve(h5file, layer, file_path)
+        if isinstance(node, h5py.Dataset):
+            paths.append(layer)
+            continue
+        for name in map(_decode, node.attrs.get("weight_names", ())):
+            paths.append(f"{layer}/{name}")
+    if paths:
+        return paths
+    return [path for path, node in walk(h5file, file_path) if isinstance(node, h5py.Dataset)]
 
 
 class H5File:
-    """A `tf_model.h5` as a tensor source: `keys()`, `shape(name)`, `get(name)`."""
+    """A `tf_model.h5` (or one shard of it) as a tensor source: `keys()`, `shape(name)`, `get(name)`."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        try:
-            import h5py
-        except ImportError:
-            raise H5ReadError("reading tf_model.h5 needs h5py: pip install h5py") from None
         self.path = Path(path)
+        self._file = open_h5(self.path)
         try:
-            self._file = h5py.File(self.path, "r")
-            paths = _dataset_paths(self._file)
-        except OSError as err:
-            raise H5ReadError(f"{self.path} is not a readable HDF5 file (truncated or damaged): {err}") from None
-        self._entries: dict[str, tuple[str, str, str]] = {}
-        for dataset_path in paths:
-            dataset = self._file.get(dataset_path)
-            if dataset is None:
-                raise H5ReadError(f"{self.path}: dataset {dataset_path!r} listed in weight_names is missing")
+            self._entries = self._index()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _index(self) -> dict[str, tuple[str, str, str]]:
+        entries: dict[str, tuple[str, str, str]] = {}
+        for dataset_path in _tf_port_paths(self._file, self.path):
+            dataset = resolve(self._file, dataset_path, self.path)
+            dataset_dtype(dataset, self.path, dataset_path)
             name, kind = tf_to_canonical(dataset_path)
-            kind = kind or kind_of_keras_kernel(dataset.ndim)
-            if name in self._entries:
+            if kind is None:
+                try:
+                    kind = kind_of_keras_kernel(dataset.ndim)
+                except ValueError as err:
+                    raise H5ReadError(f"{self.path}: dataset {dataset_path!r}: {err}") from None
+            if name in entries:
                 raise H5ReadError(f"{self.path}: two datasets map to {name!r} ({dataset_path!r})")
-            self._entries[name] = (dataset_path, kind, name.rsplit(".", 1)[-1])
+            entries[name] = (dataset_path, kind, name.rsplit(".", 1)[-1])
+        return entries
 
     def keys(self) -> list[str]:
         return list(self._entries)
 
     def shape(self, name: str) -> tuple[int, ...]:
         path, kind, leaf = self._entries[name]
-        return shape_from_keras(self._file[path].shape, kind, leaf)
+        return shape_from_keras(resolve(self._file, path, self.path).shape, kind, leaf)
 
     def dtype(self, name: str) -> str:
-        return str(self._file[self._entries[name][0]].dtype)
+        path = self._entries[name][0]
+        return dataset_dtype(resolve(self._file, path, self.path), self.path, path)
 
     def get(self, name: str) -> np.ndarray:
         path, kind, leaf = self._entries[name]
-        try:
-            array = np.asarray(self._file[path][()])
-        except OSError as err:
-            raise H5ReadError(f"{self.path}: cannot read dataset {path!r}: {err}") from None
+        array = read_dataset(resolve(self._file, path, self.path), self.path, path)
         return np.asarray(from_keras(array, kind, leaf), order="C")
 
     def close(self) -> None:

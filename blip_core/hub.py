@@ -3,7 +3,9 @@
 
 Weights are looked for in the order `transformers` uses: `model.safetensors`
 (or its sharded index), then `pytorch_model.bin` (or its index), then
-`tf_model.h5`, because most Salesforce repos have no safetensors on main.
+`tf_model.h5` (or its index), because most Salesforce repos have no
+safetensors on main; then Keras 3's `model.weights.h5` (or its sharded
+`model.weights.json`), which `blip-convert to-keras` and `save_weights` write.
 """
 
 from __future__ import annotations
@@ -17,28 +19,40 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from blip_core.hub_errors import (
+    MISSES,
+    HubEntryNotFoundError,
+    HubError,
+    HubFileNotFoundError,
+    HubGatedRepoError,
+    HubHTTPError,
+    HubNotCachedError,
+    HubRepositoryNotFoundError,
+    HubRevisionNotFoundError,
+    HubUnreachableError,
+    LocalPathNotFoundError,
+    NotAFolderError,
+)
+
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PT_WEIGHTS_NAME = "pytorch_model.bin"
 PT_WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
 TF_WEIGHTS_NAME = "tf_model.h5"
+TF_WEIGHTS_INDEX_NAME = "tf_model.h5.index.json"
+KERAS_WEIGHTS_NAME = "model.weights.h5"
+KERAS_WEIGHTS_INDEX_NAME = "model.weights.json"
+ALL_FORMATS = ("safetensors", "bin", "h5", "keras")
 
 # (format, single-file name, index name), in order of preference.
-WEIGHT_CANDIDATES: tuple[tuple[str, str, str | None], ...] = (
+WEIGHT_CANDIDATES: tuple[tuple[str, str, str], ...] = (
     ("safetensors", SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME),
     ("bin", PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME),
-    ("h5", TF_WEIGHTS_NAME, None),
+    ("h5", TF_WEIGHTS_NAME, TF_WEIGHTS_INDEX_NAME),
+    ("keras", KERAS_WEIGHTS_NAME, KERAS_WEIGHTS_INDEX_NAME),
 )
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-
-
-class HubError(OSError):
-    """A file could not be found or fetched; the message is one clear sentence."""
-
-
-class HubUnreachableError(HubError):
-    """The Hub could not be reached and the file is not in the local cache."""
 
 
 @dataclass(frozen=True)
@@ -72,39 +86,71 @@ def hub_reachable(endpoint: str) -> bool:
         return False
 
 
-def _hub_download(repo_id: str, filename: str, **options) -> Path | None:
-    """Fetch one file from the Hub (or its cache); None when the repo lacks it."""
-    try:
-        import huggingface_hub
-        from huggingface_hub import constants, errors
-    except ImportError:  # pragma: no cover - a core dependency
-        raise HubError("huggingface_hub is not installed; `pip install huggingface_hub`") from None
+# huggingface_hub error -> (our error, message); the first match wins, so subclasses come before their bases.
+_HUB_FAILURES: tuple[tuple[str, type[HubError], str], ...] = (
+    ("EntryNotFoundError", HubEntryNotFoundError, "{filename} not found in Hub repo {repo!r} at revision {revision!r}"),
+    (
+        "GatedRepoError",
+        HubGatedRepoError,
+        "{repo!r} is a gated repo: accept its conditions on its Hub page, then pass a token (token=... or "
+        "`hf auth login`)",
+    ),
+    (
+        "RepositoryNotFoundError",
+        HubRepositoryNotFoundError,
+        "{repo!r} is neither a local folder nor a model repository on the Hub (or it is private: pass token=... "
+        "or run `hf auth login`)",
+    ),
+    (
+        "RevisionNotFoundError",
+        HubRevisionNotFoundError,
+        "revision {revision!r} does not exist in {repo!r} (a branch, tag or commit id)",
+    ),
+    ("HfHubHTTPError", HubHTTPError, "the Hub refused {filename!r} from {repo!r}: {error}"),
+    (
+        "HFValidationError",
+        LocalPathNotFoundError,
+        "{repo} is neither an existing folder nor a valid Hub repo id: {error}",
+    ),
+    ("OSError", HubError, "cannot fetch {filename!r} from {repo!r}: {error}"),
+)
+
+
+def _hub_download(repo_id: str, filename: str, **options) -> Path:
+    """Fetch one file from the Hub (or its cache); each failure as its typed `HubError` (see `hub_errors`)."""
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+
     local_only = options.pop("local_files_only", False) or is_offline()
     unreachable = not local_only and not hub_reachable(constants.ENDPOINT)
-    local_only = local_only or unreachable
     try:
-        return Path(huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=local_only, **options))
-    except errors.LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: test it first
-        if local_only and not unreachable:
-            return None
-        raise HubUnreachableError(
-            f"cannot reach the Hugging Face Hub to fetch {filename!r} from {repo_id!r}, and it is "
-            "not in the local cache; connect to the network or pre-download it with "
-            f"`huggingface-cli download {repo_id}`"
-        ) from None
-    except errors.EntryNotFoundError:
-        return None
-    except errors.RepositoryNotFoundError:
-        raise HubError(
-            f"{repo_id!r} is neither a local folder nor a model repository on the Hub "
-            "(or it is private: pass token=...)"
-        ) from None
-    except errors.RevisionNotFoundError:
-        raise HubError(f"revision {options.get('revision')!r} does not exist in {repo_id!r}") from None
-    except errors.HfHubHTTPError as err:
-        raise HubError(f"the Hub refused {filename!r} from {repo_id!r}: {err}") from None
-    except OSError as err:
-        raise HubError(f"cannot fetch {filename!r} from {repo_id!r}: {err}") from None
+        return Path(
+            huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=local_only or unreachable, **options)
+        )
+    except errors.LocalEntryNotFoundError as err:  # a subclass of EntryNotFoundError: test it first
+        if not local_only:  # the network failed (now, or at the reachability check)
+            raise HubUnreachableError(
+                f"cannot reach the Hugging Face Hub to fetch {filename!r} from {repo_id!r}, and it is not in the "
+                f"local cache; connect to the network or pre-download it with `hf download {repo_id}`",
+                err,
+            ) from err
+        raise HubNotCachedError(
+            f"{filename} of {repo_id!r} is not in the local Hugging Face cache and downloads are off "
+            f"(HF_HUB_OFFLINE or local_files_only); download it first: `hf download {repo_id}`",
+            err,
+        ) from err
+    except (errors.EntryNotFoundError, errors.HfHubHTTPError, errors.HFValidationError, OSError) as err:
+        # every error caught here matches a row: the last one is OSError
+        error_class, message = next((c, m) for name, c, m in _HUB_FAILURES if isinstance(err, _error_type(name)))
+        text = message.format(repo=repo_id, filename=filename, revision=options.get("revision") or "main", error=err)
+        raise error_class(text, err) from err
+
+
+def _error_type(name: str) -> type[BaseException]:
+    """A `huggingface_hub` error class by name (OSError for the built-in)."""
+    from huggingface_hub import errors
+
+    return OSError if name == "OSError" else getattr(errors, name)
 
 
 def _local_dir(name_or_path: str | os.PathLike) -> Path | None:
@@ -113,9 +159,9 @@ def _local_dir(name_or_path: str | os.PathLike) -> Path | None:
         return path
     name = str(name_or_path)
     if path.exists():
-        raise HubError(f"{name} is a file; pass the folder that holds it")
+        raise NotAFolderError(f"{name} is a file; pass the folder that holds it")
     if not _looks_like_repo_id(name):
-        raise HubError(f"{name} is neither an existing folder nor a Hub repo id (organisation/name)")
+        raise LocalPathNotFoundError(f"{name} is neither an existing folder nor a Hub repo id (organisation/name)")
     return None
 
 
@@ -129,24 +175,31 @@ def resolve_file(
     token: str | bool | None = None,
     required: bool = True,
 ) -> Path | None:
-    """Local path of `filename` in a folder or Hub repo; None if absent and not required."""
+    """Local path of `filename` in a folder or Hub repo; None if absent and not required.
+
+    Raises the typed `HubError`s of `blip_core.hub_errors`: a missing file is a `FileNotFoundError` (local
+    folder), an `EntryNotFoundError` (Hub) or a `LocalEntryNotFoundError` (offline, not cached); a missing
+    repo, revision or access right is the matching `huggingface_hub` error. All are `OSError`s.
+    """
     folder = _local_dir(name_or_path)
-    if folder is not None:
+    try:
+        if folder is None:
+            return _hub_download(
+                str(name_or_path),
+                filename,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+            )
         path = folder / filename
-        found = path if path.is_file() else None
-    else:
-        found = _hub_download(
-            str(name_or_path),
-            filename,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-        )
-    if found is None and required:
-        where = "folder" if folder is not None else "Hub repo (or its offline cache)"
-        raise HubError(f"{filename} not found in {where} {name_or_path}")
-    return found
+        if not path.is_file():
+            raise HubFileNotFoundError(f"{filename} not found in folder {name_or_path}")
+        return path
+    except MISSES:
+        if required:
+            raise
+        return None
 
 
 def resolve_weights(
@@ -156,23 +209,23 @@ def resolve_weights(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     token: str | bool | None = None,
-    formats: tuple[str, ...] = ("safetensors", "bin", "h5"),
+    formats: tuple[str, ...] = ALL_FORMATS,
 ) -> WeightFiles:
-    """Pick the weight files of a model, safetensors first, then `.bin`, then `.h5`."""
+    """Pick the weight files of a model: the first of `WEIGHT_CANDIDATES` (of the `formats` given) it holds."""
     options = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
     unreachable: HubUnreachableError | None = None
+    miss: HubError | None = None
     for fmt, single, index in WEIGHT_CANDIDATES:
         if fmt not in formats:
             continue
         for name in (single, index):
-            if name is None:
-                continue
             try:
-                path = resolve_file(name_or_path, name, required=False, **options)
+                path = resolve_file(name_or_path, name, **options)
             except HubUnreachableError as err:  # a later candidate may be in the cache
                 unreachable = unreachable or err
                 continue
-            if path is None:
+            except MISSES as err:
+                miss = miss or err
                 continue
             if name == single:
                 return WeightFiles(fmt, (path,))
@@ -180,11 +233,17 @@ def resolve_weights(
     if unreachable is not None:
         raise unreachable
     names = ", ".join(single for fmt, single, _ in WEIGHT_CANDIDATES if fmt in formats)
-    raise HubError(f"no weights found in {name_or_path}: expected one of {names} (or a sharded index)")
+    message = f"no weights found in {name_or_path}: expected one of {names} (or a sharded index)"
+    if miss is None:
+        raise HubFileNotFoundError(message)
+    raise type(miss)(message, miss.__cause__) from miss.__cause__
 
 
 def shard_names(index_path: Path) -> list[str]:
-    """Shard file names listed by a `*.index.json`, in first-appearance order."""
+    """Shard file names listed by a `*.index.json` (or Keras' `model.weights.json`), in first-appearance order.
+
+    A Keras index may list several shards for one layer.
+    """
     try:
         weight_map = json.loads(Path(index_path).read_text(encoding="utf-8"))["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -192,9 +251,10 @@ def shard_names(index_path: Path) -> list[str]:
     if not isinstance(weight_map, dict) or not weight_map:
         raise ValueError(f"{index_path}: 'weight_map' must be a non-empty object")
     names: list[str] = []
-    for shard in weight_map.values():
-        if not isinstance(shard, str) or "/" in shard or "\\" in shard or shard.startswith("."):
-            raise ValueError(f"{index_path}: invalid shard file name {shard!r}")
-        if shard not in names:
-            names.append(shard)
+    for shards in weight_map.values():
+        for shard in shards if isinstance(shards, list) else [shards]:
+            if not isinstance(shard, str) or not shard or "/" in shard or "\\" in shard or shard.startswith("."):
+                raise ValueError(f"{index_path}: invalid shard file name {shard!r}")
+            if shard not in names:
+                names.append(shard)
     return names

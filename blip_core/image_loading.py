@@ -1,14 +1,32 @@
-"""Bring every accepted image input to a PIL image or a NumPy array.
+"""Bring every accepted image input to a PIL image or a NumPy array, with catchable errors.
 
 Paths, URLs and data URIs are opened as `transformers.image_utils.load_image`
-opens them (EXIF-transposed, then converted to RGB); PIL objects and arrays
-are passed through. Pillow's decompression-bomb guard stays on.
+opens them (EXIF-transposed, then converted to RGB), except that images of
+more than 8 bits are scaled to 8 bits instead of clipped (`image_depth`).
+PIL objects and arrays are passed through. Pillow's decompression-bomb guard
+stays on.
+
+Every failure is a `ValueError` *and* the type `transformers` lets through
+for the same input, so programs written for either keep working:
+
+- not an image, corrupt, truncated: `UnreadableImageError`, also a
+  `PIL.UnidentifiedImageError` and `OSError` (`transformers`: `UnidentifiedImageError`
+  or, when truncated, `OSError`);
+- a missing file, or a string that is no path, URL or base64: `ImageNotFoundError`,
+  also a `FileNotFoundError` (`transformers`: `ValueError`);
+- a decompression bomb: `ImageTooLargeError`, also a `PIL.Image.DecompressionBombError`;
+- a URL not fetched: `ImageDownloadError`, an `OSError`, and with `requests` installed
+  the same `requests.exceptions` type `transformers` raises (`ConnectionError`, `Timeout`...);
+- a URL answering an HTTP error: `ImageHTTPError`, also an `UnreadableImageError`
+  (`transformers` tries to open the error page: `UnidentifiedImageError`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import errno
+import importlib
 import io
 import os
 import urllib.error
@@ -20,8 +38,57 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
+from blip_core.image_depth import pil_to_8bit
+
 URL_TIMEOUT_S = 30.0
 _BASE64_MIN_LENGTH = 64
+_USER_AGENT = "blip-dual"
+_REQUESTS_PREFIX = "ImageDownload"
+
+
+class ImageLoadError(ValueError):
+    """Base of every error about an image input (a `ValueError`)."""
+
+
+class UnreadableImageError(PIL.UnidentifiedImageError, ImageLoadError):
+    """The bytes are not a readable image: not an image, corrupt or truncated (also an `OSError`)."""
+
+
+class ImageNotFoundError(FileNotFoundError, ImageLoadError):
+    """A string or path that names no file and is neither an http(s) URL nor base64 (errno ENOENT)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOENT
+
+
+class ImageTooLargeError(PIL.Image.DecompressionBombError, ImageLoadError):
+    """Pillow's decompression-bomb guard refused the image (`PIL.Image.MAX_IMAGE_PIXELS`)."""
+
+
+class ImageDownloadError(OSError, ImageLoadError):
+    """An http(s) URL could not be fetched."""
+
+
+class ImageHTTPError(ImageDownloadError, UnreadableImageError):
+    """The server answered with an HTTP error status instead of an image."""
+
+
+def __getattr__(name: str) -> type:
+    """`ImageDownload<X>`: `ImageDownloadError` that is also `requests.exceptions.<X>`, made on first use.
+
+    Module-level, so that such errors pickle (DataLoader workers send exceptions between processes).
+    """
+    base_name = name[len(_REQUESTS_PREFIX) :] if name.startswith(_REQUESTS_PREFIX) else ""
+    try:
+        base = getattr(importlib.import_module("requests.exceptions"), base_name) if base_name else None
+    except ImportError:
+        base = None
+    if not (isinstance(base, type) and issubclass(base, OSError)):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    cls = type(name, (base, ImageDownloadError), {"__module__": __name__, "__qualname__": name})
+    globals()[name] = cls
+    return cls
 
 
 def describe(image: Any) -> str:
@@ -33,28 +100,85 @@ def describe(image: Any) -> str:
         return f"a NumPy array of shape {image.shape} and dtype {image.dtype}"
     if isinstance(image, PIL.Image.Image):
         return f"a PIL image of mode {image.mode} and size {image.size}"
+    module = type(image).__module__.split(".", 1)[0]
+    if module in ("torch", "tensorflow", "jax", "jaxlib") and hasattr(image, "shape"):
+        dtype = str(getattr(image, "dtype", "?")).replace("torch.", "").replace("<dtype: '", "").rstrip("'>")
+        return f"a {module} tensor of shape {tuple(int(n) for n in image.shape)} and dtype {dtype}"
     return f"an object of type {type(image).__name__}"
+
+
+def decode_pil(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
+    """Force a (lazily opened) PIL image to decode; failures become `UnreadableImageError`."""
+    try:
+        image.load()
+    except PIL.Image.DecompressionBombError as err:
+        raise ImageTooLargeError(f"image {name} is refused as a decompression bomb: {err}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise UnreadableImageError(f"image {name} cannot be read as an image: {err}") from None
+    return image
 
 
 def _open(source: Any, name: str) -> PIL.Image.Image:
     try:
         image = PIL.Image.open(source)
-        image.load()
     except PIL.Image.DecompressionBombError as err:
-        raise ValueError(f"image {name} is refused as a decompression bomb: {err}") from None
-    except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"image {name} cannot be read as an image: {err}") from None
-    return PIL.ImageOps.exif_transpose(image).convert("RGB")
+        raise ImageTooLargeError(f"image {name} is refused as a decompression bomb: {err}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise UnreadableImageError(f"image {name} cannot be read as an image: {err}") from None
+    image = PIL.ImageOps.exif_transpose(decode_pil(image, name))
+    return pil_to_8bit(image).convert("RGB")
 
 
-def _download(url: str) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "blip-dual"})
+def _download_error(err: Exception, url: str) -> ImageDownloadError:
+    """An `ImageDownloadError` for `err`, of `err`'s own `requests` type when it has one."""
+    reason = getattr(err, "reason", err)
+    message = f"cannot download image from {url!r}: {reason}"
+    kind = type(err)
+    if kind.__module__.startswith("requests") and issubclass(kind, OSError):
+        name = _REQUESTS_PREFIX + kind.__name__
+        try:
+            return (globals().get(name) or __getattr__(name))(message)
+        except AttributeError:  # a subclass defined outside requests.exceptions
+            pass
+    return ImageDownloadError(message)
+
+
+def _http_error(url: str, status: int, reason: str) -> ImageHTTPError:
+    return ImageHTTPError(f"cannot download image from {url!r}: the server answered HTTP {status} {reason}".rstrip())
+
+
+def _download_with_requests(requests: Any, url: str, timeout: float) -> bytes:
     try:
-        with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:
+        response = requests.get(url, timeout=timeout, headers={"User-Agent": _USER_AGENT})
+    except requests.exceptions.RequestException as err:
+        raise _download_error(err, url) from None
+    if response.status_code >= 400:
+        raise _http_error(url, response.status_code, response.reason or "")
+    return response.content
+
+
+def _download_with_urllib(url: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
+    except urllib.error.HTTPError as err:
+        raise _http_error(url, err.code, str(err.reason or "")) from None
     except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", err)
-        raise ValueError(f"cannot download image from {url!r}: {reason}") from None
+        raise _download_error(err, url) from None
+
+
+def _download(url: str, timeout: float | None = None) -> bytes:
+    """The bytes at `url`: through `requests` when installed (as `transformers` does), else `urllib`.
+
+    `timeout` in seconds (None: `URL_TIMEOUT_S`).
+    """
+    timeout = URL_TIMEOUT_S if timeout is None else timeout
+    try:
+        requests = importlib.import_module("requests")
+    except ImportError:
+        return _download_with_urllib(url, timeout)
+    return _download_with_requests(requests, url, timeout)
 
 
 def _decode_base64(text: str) -> bytes | None:
@@ -74,19 +198,33 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def load_image(source: str | os.PathLike) -> PIL.Image.Image:
-    """Open a path, an http(s) URL or a base64 / data-URI string as an RGB PIL image."""
+def _not_found(source: str | os.PathLike) -> ImageNotFoundError:
+    path = Path(str(source)).expanduser()
+    try:
+        what = "is a directory, not an image file" if path.is_dir() else "is not an existing file"
+    except (OSError, ValueError):
+        what = "is not an existing file"
+    return ImageNotFoundError(f"image {describe(source)} {what}, an http(s) URL or a base64 image")
+
+
+def load_image(source: str | os.PathLike, timeout: float | None = None) -> PIL.Image.Image:
+    """Open a path, an http(s) URL or a base64 / data-URI string as an RGB PIL image.
+
+    `timeout`: seconds to wait for a URL (None: `URL_TIMEOUT_S`). Raises `ImageNotFoundError`,
+    `UnreadableImageError`, `ImageTooLargeError` or `ImageDownloadError`: all `ValueError`s, and of the
+    types listed in the module docstring.
+    """
     text = str(source)
     if text.startswith(("http://", "https://")):
-        return _open(io.BytesIO(_download(text)), repr(text))
+        return _open(io.BytesIO(_download(text, timeout)), repr(text))
     path = Path(text).expanduser()
     if _is_file(path):
         return _open(path, str(path))
     if not isinstance(source, Path):
         data = _decode_base64(text)
         if data is not None:
-            return _open(io.BytesIO(data), "given as base64")
-    raise ValueError(f"image {describe(source)} is not an existing file, an http(s) URL or a base64 image")
+            return _open(io.BytesIO(data), f"given as base64 ({describe(text)})")
+    raise _not_found(source)
 
 
 def _from_framework_tensor(image: Any) -> np.ndarray | None:
@@ -99,12 +237,12 @@ def _from_framework_tensor(image: Any) -> np.ndarray | None:
     return None
 
 
-def to_pil_or_array(image: Any) -> PIL.Image.Image | np.ndarray:
-    """One input as a PIL image or a NumPy array; anything else is a ValueError."""
+def to_pil_or_array(image: Any, timeout: float | None = None) -> PIL.Image.Image | np.ndarray:
+    """One input as a PIL image or a NumPy array (`timeout`: for URLs); anything else is a ValueError."""
     if isinstance(image, (PIL.Image.Image, np.ndarray)):
         return image
     if isinstance(image, (str, os.PathLike)):
-        return load_image(image)
+        return load_image(image, timeout=timeout)
     array = _from_framework_tensor(image)
     if array is None:
         raise ValueError(

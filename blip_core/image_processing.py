@@ -4,8 +4,12 @@ The pipeline is (REFERENCE §4.1): convert PIL images to RGB -> array ->
 resize through PIL on uint8 -> rescale in float64, stored as float32 ->
 normalise in float32 -> channels first. Beyond `transformers`, 2-D grayscale
 arrays and 1- or 4-channel arrays are taken (channels replicated, alpha
-dropped, as PIL's `convert("RGB")` does), and the Dec-2022
-`preprocessor_config.json` forms load.
+dropped, as PIL's `convert("RGB")` does), images of more than 8 bits are
+scaled to 8 bits instead of clipped (`image_depth`), an empty list gives an
+empty batch (0, 3, H, W), and the Dec-2022 `preprocessor_config.json` forms load.
+
+`ImageProcessorSettings` (the settings, `to_dict`, `save_pretrained`,
+`from_pretrained`) is shared with `BlipImageProcessorFast`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import PIL.Image
 
 from blip_core.atomic import atomic_write_text
 from blip_core.feature import BatchFeature, check_tensor_type, to_framework
-from blip_core.image_loading import describe, flatten_images, to_pil_or_array
+from blip_core.image_depth import array_to_8bit, pil_to_8bit
+from blip_core.image_loading import decode_pil, describe, flatten_images, to_pil_or_array
 
 IMAGE_PROCESSOR_NAME = "preprocessor_config.json"
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -79,7 +84,7 @@ def normalize_resample(resample: Any) -> int:
     return value
 
 
-def _channel_triple(value: Any, name: str) -> tuple[float, float, float]:
+def channel_triple(value: Any, name: str) -> tuple[float, float, float]:
     values = [value] * 3 if isinstance(value, (int, float)) else list(np.ravel(value))
     if len(values) != 3:
         raise ValueError(f"{name} must have 3 values (one per RGB channel) or be one number, got {value!r}")
@@ -88,31 +93,42 @@ def _channel_triple(value: Any, name: str) -> tuple[float, float, float]:
     return tuple(float(v) for v in values)
 
 
-def _to_rgb_hwc(array: np.ndarray, channels_first: bool | None, name: str) -> np.ndarray:
+def channel_layout(shape: tuple[int, ...], channels_first: bool | None, name: str) -> tuple[bool, int]:
+    """(channels first?, channels) of a 3-D image shape, inferred like `transformers` when not given.
+
+    Raises ValueError when the channel axis cannot be told or holds other than 1, 3 or 4 channels.
+    """
+    if channels_first is None:
+        channels_first = shape[0] in (1, 3, 4) and not (shape[0] == 4 and shape[-1] in (1, 3))
+        if not channels_first and shape[-1] not in (1, 3, 4):
+            raise ValueError(
+                f"image {name}: cannot tell the channel axis of an array of shape {tuple(shape)}; "
+                "expected 1, 3 or 4 channels first or last"
+            )
+    channels = shape[0] if channels_first else shape[-1]
+    if channels not in (1, 3, 4):
+        raise ValueError(f"image {name} has {channels} channels; expected 1, 3 or 4")
+    height, width = shape[1:] if channels_first else shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"image {name} is empty (shape {tuple(shape)})")
+    return channels_first, channels
+
+
+def to_rgb_hwc(array: np.ndarray, channels_first: bool | None, name: str) -> np.ndarray:
     """An array as H x W x 3: channel order inferred like `transformers`, 1 or 4 channels accepted."""
     if array.dtype == object or array.dtype.kind not in "uifb":
         raise ValueError(f"image {name} has dtype {array.dtype}; expected uint8 or float values")
-    if array.ndim == 2:
-        array = array[:, :, None]
+    if array.ndim == 2:  # (H, W) grayscale, whatever its sizes
+        array, channels_first = array[:, :, None], False
     if array.ndim != 3:
         raise ValueError(f"image {name} must have 2 or 3 dimensions (H, W[, C] or C, H, W)")
-    if channels_first is None:
-        channels_first = array.shape[0] in (1, 3, 4) and not (array.shape[0] == 4 and array.shape[-1] in (1, 3))
-        if not channels_first and array.shape[-1] not in (1, 3, 4):
-            raise ValueError(
-                f"image {name}: cannot tell the channel axis of an array of shape {array.shape}; "
-                "expected 1, 3 or 4 channels first or last"
-            )
+    channels_first, channels = channel_layout(array.shape, channels_first, name)
     if channels_first:
         array = np.transpose(array, (1, 2, 0))  # (C, H, W) -> (H, W, C)
-    if array.shape[-1] == 1:
+    if channels == 1:
         array = np.repeat(array, 3, axis=-1)
-    elif array.shape[-1] == 4:
+    elif channels == 4:
         array = array[..., :3]
-    elif array.shape[-1] != 3:
-        raise ValueError(f"image {name} has {array.shape[-1]} channels; expected 1, 3 or 4")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"image {name} is empty (shape {array.shape})")
     return array.astype(np.uint8) if array.dtype == bool else array
 
 
@@ -151,13 +167,23 @@ def normalize(image: np.ndarray, mean: tuple, std: tuple) -> np.ndarray:
     return (image - np.array(mean, dtype=image.dtype)) / np.array(std, dtype=image.dtype)
 
 
-class BlipImageProcessor:
-    """Resize, rescale and normalise images for BLIP (`transformers.BlipImageProcessor`).
+def output_channels_first(value: Any) -> bool:
+    """True for channels-first output (None, 'channels_first'), False for 'channels_last'; else ValueError."""
+    formats = {None: True, "channels_first": True, "channels_last": False}
+    value = getattr(value, "value", value)
+    if value not in formats:
+        raise ValueError(f"data_format must be 'channels_first' or 'channels_last', got {value!r}")
+    return formats[value]
 
-    >>> processor = BlipImageProcessor(size=32)
-    >>> processor(np.zeros((40, 50, 3), np.uint8), return_tensors="np")["pixel_values"].shape
-    (1, 3, 32, 32)
-    """
+
+def empty_pixels(size: dict[str, int], channels_first: bool, as_float: bool) -> np.ndarray:
+    """The pixel values of a batch of 0 images: (0, 3, H, W) (or (0, H, W, 3)), float32 (uint8 if not as_float)."""
+    shape = (0, 3, size["height"], size["width"]) if channels_first else (0, size["height"], size["width"], 3)
+    return np.zeros(shape, np.float32 if as_float else np.uint8)
+
+
+class ImageProcessorSettings:
+    """Settings, `__call__` and the `preprocessor_config.json` round trip of the BLIP image processors."""
 
     model_input_names = ["pixel_values"]
 
@@ -180,80 +206,37 @@ class BlipImageProcessor:
         self.do_rescale = bool(do_rescale)
         self.rescale_factor = float(rescale_factor)
         self.do_normalize = bool(do_normalize)
-        self.image_mean = list(_channel_triple(OPENAI_CLIP_MEAN if image_mean is None else image_mean, "image_mean"))
-        self.image_std = list(_channel_triple(OPENAI_CLIP_STD if image_std is None else image_std, "image_std"))
+        self.image_mean = list(channel_triple(OPENAI_CLIP_MEAN if image_mean is None else image_mean, "image_mean"))
+        self.image_std = list(channel_triple(OPENAI_CLIP_STD if image_std is None else image_std, "image_std"))
         self.do_convert_rgb = bool(do_convert_rgb)
         # Inert keys of older configs (do_pad, size_divisor, processor_class, ...) are kept.
         self.extra = {key: value for key, value in kwargs.items() if key != "image_processor_type"}
 
-    # -- processing ------------------------------------------------------------
-
     def __call__(self, images: Any, return_tensors: Any = None, **kwargs: Any) -> BatchFeature:
         return self.preprocess(images, return_tensors=return_tensors, **kwargs)
 
-    def preprocess(
-        self,
-        images: Any,
-        return_tensors: Any = None,
-        input_data_format: str | None = None,
-        **overrides: Any,
-    ) -> BatchFeature:
-        """Process one image or a list; `overrides` are any of the constructor's settings."""
-        tensor_type = check_tensor_type(return_tensors)
-        unknown = sorted(set(overrides) - set(_OVERRIDES) - {"data_format"})
-        if unknown:
-            raise TypeError(f"BlipImageProcessor got unexpected arguments {unknown}; known: {list(_OVERRIDES)}")
-        settings = self._settings(overrides)
-        channels_first = _parse_data_format(input_data_format)
-        items = _as_image_list(images)
-        arrays = [self._process_one(item, settings, channels_first, index) for index, item in enumerate(items)]
-        if tensor_type is None:
-            return BatchFeature({"pixel_values": arrays})
-        shapes = {array.shape for array in arrays}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"images have different sizes {sorted(shapes)} and cannot be stacked; "
-                "keep do_resize=True or pass images of one size"
-            )
-        return BatchFeature({"pixel_values": to_framework(np.stack(arrays), tensor_type)})
+    def preprocess(self, images: Any, return_tensors: Any = None, **kwargs: Any) -> BatchFeature:
+        raise NotImplementedError
 
     def _settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
         settings = {key: getattr(self, key) for key in _OVERRIDES}
         settings.update({key: value for key, value in overrides.items() if key in _OVERRIDES and value is not None})
         settings["size"] = normalize_size(settings["size"])
         settings["resample"] = normalize_resample(settings["resample"])
-        settings["image_mean"] = _channel_triple(settings["image_mean"], "image_mean")
-        settings["image_std"] = _channel_triple(settings["image_std"], "image_std")
+        settings["image_mean"] = channel_triple(settings["image_mean"], "image_mean")
+        settings["image_std"] = channel_triple(settings["image_std"], "image_std")
         return settings
 
-    def _process_one(self, item: Any, settings: dict[str, Any], channels_first: bool | None, index: int) -> np.ndarray:
-        name = f"#{index} ({describe(item)})"
-        image = to_pil_or_array(item)
-        if isinstance(image, PIL.Image.Image):
-            if settings["do_convert_rgb"] and image.mode != "RGB":
-                image = image.convert("RGB")
-            image = np.array(image)
-            channels_first = False
-        array = _to_rgb_hwc(np.asarray(image), channels_first, name)
-        if settings["do_rescale"] and array.dtype != np.uint8 and array.size and 0 <= array.min() and array.max() <= 1:
-            warnings.warn(
-                f"image {name} already looks rescaled to [0, 1]; with do_rescale=True it is "
-                "divided by 255 again (pass do_rescale=False)",
-                stacklevel=4,
-            )
-        if settings["do_resize"]:
-            array = resize(array, settings["size"], settings["resample"], name)
-        if settings["do_rescale"]:
-            array = rescale(array, settings["rescale_factor"])
-        if settings["do_normalize"]:
-            array = normalize(array, settings["image_mean"], settings["image_std"])
-        return np.ascontiguousarray(np.transpose(array, (2, 0, 1)), dtype=np.float32)  # (H, W, C) -> (C, H, W)
-
     # -- files -------------------------------------------------------------------
+
+    def _own_settings(self) -> dict[str, Any]:
+        """Settings a subclass adds to `to_dict` beyond the slow processor's."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.extra)
         out.update({key: getattr(self, key) for key in _OVERRIDES})
+        out.update(self._own_settings())
         out["size"] = dict(self.size)
         out["image_processor_type"] = type(self).__name__
         return dict(sorted(out.items()))
@@ -267,25 +250,16 @@ class BlipImageProcessor:
         return path
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any], **kwargs: Any) -> BlipImageProcessor:
+    def from_dict(cls, config: dict[str, Any], **kwargs: Any) -> ImageProcessorSettings:
         if not isinstance(config, dict):
-            raise TypeError(f"BlipImageProcessor.from_dict expects a dict, got {type(config).__name__}")
+            raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(config).__name__}")
         return cls(**{**config, **kwargs})
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BlipImageProcessor:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> ImageProcessorSettings:
         """Load `preprocessor_config.json` from a folder, a file path or a Hub id."""
-        from blip_core.configuration import read_config_json
-        from blip_core.hub import resolve_file
-
-        hub_options = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-        source = Path(pretrained_model_name_or_path)
-        path = (
-            source
-            if source.is_file()
-            else resolve_file(pretrained_model_name_or_path, IMAGE_PROCESSOR_NAME, **hub_options)
-        )
-        config = read_config_json(path)
+        path = resolve_image_processor_file(pretrained_model_name_or_path, kwargs)
+        config = read_image_processor_config(path)
         try:
             return cls.from_dict(config, **kwargs)
         except (TypeError, ValueError) as err:
@@ -295,7 +269,96 @@ class BlipImageProcessor:
         return f"{type(self).__name__} {self.to_json_string()}"
 
 
-def _parse_data_format(value: str | None) -> bool | None:
+def resolve_image_processor_file(name_or_path: str | os.PathLike, kwargs: dict[str, Any]) -> Path:
+    """The `preprocessor_config.json` of a folder, a file path or a Hub id (pops Hub options from kwargs)."""
+    from blip_core.hub import resolve_file
+
+    hub_options = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+    source = Path(name_or_path)
+    return source if source.is_file() else Path(resolve_file(name_or_path, IMAGE_PROCESSOR_NAME, **hub_options))
+
+
+def read_image_processor_config(path: Path) -> dict[str, Any]:
+    from blip_core.configuration import read_config_json
+
+    return read_config_json(path)
+
+
+class BlipImageProcessor(ImageProcessorSettings):
+    """Resize, rescale and normalise images for BLIP (`transformers.BlipImageProcessor`).
+
+    >>> processor = BlipImageProcessor(size=32)
+    >>> processor(np.zeros((40, 50, 3), np.uint8), return_tensors="np")["pixel_values"].shape
+    (1, 3, 32, 32)
+    """
+
+    def preprocess(
+        self,
+        images: Any,
+        return_tensors: Any = None,
+        input_data_format: str | None = None,
+        data_format: Any = "channels_first",
+        **overrides: Any,
+    ) -> BatchFeature:
+        """Process one image or a list; `overrides` are any of the constructor's settings.
+
+        Returns `pixel_values`: float32 (B, 3, H, W) (a list of (3, H, W) when `return_tensors` is None;
+        channels last with `data_format="channels_last"`); `[]` gives a batch of 0 images.
+        Raises ValueError (or its subclasses in `image_loading`) naming the bad image or argument.
+        """
+        tensor_type = check_tensor_type(return_tensors)
+        unknown = sorted(set(overrides) - set(_OVERRIDES))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {unknown}; known: {list(_OVERRIDES)}")
+        settings = self._settings(overrides)
+        channels_first = parse_data_format(input_data_format)
+        out_first = output_channels_first(data_format)
+        items = as_image_list(images)
+        arrays = [self._process_one(item, settings, channels_first, index) for index, item in enumerate(items)]
+        arrays = [np.ascontiguousarray(np.transpose(a, (2, 0, 1)) if out_first else a) for a in arrays]
+        if tensor_type is None:
+            return BatchFeature({"pixel_values": arrays})
+        if not arrays:
+            as_float = settings["do_rescale"] or settings["do_normalize"]
+            empty = empty_pixels(settings["size"], out_first, as_float)
+            return BatchFeature({"pixel_values": to_framework(empty, tensor_type)})
+        shapes = {array.shape for array in arrays}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images have different sizes {sorted(shapes)} and cannot be stacked; "
+                "keep do_resize=True or pass images of one size"
+            )
+        return BatchFeature({"pixel_values": to_framework(np.stack(arrays), tensor_type)})
+
+    def _process_one(self, item: Any, settings: dict[str, Any], channels_first: bool | None, index: int) -> np.ndarray:
+        """One image as H x W x 3: float32 after rescale/normalise, else the dtype it had (uint8)."""
+        name = f"#{index} ({describe(item)})"
+        image = to_pil_or_array(item)
+        if isinstance(image, PIL.Image.Image):
+            image = pil_to_8bit(decode_pil(image, name))
+            if settings["do_convert_rgb"] and image.mode != "RGB":
+                image = image.convert("RGB")
+            image = np.array(image)
+            channels_first = False
+        array = array_to_8bit(to_rgb_hwc(np.asarray(image), channels_first, name))
+        if settings["do_rescale"] and array.dtype != np.uint8 and array.size and 0 <= array.min() and array.max() <= 1:
+            warnings.warn(
+                f"image {name} already looks rescaled to [0, 1]; with do_rescale=True it is "
+                "divided by 255 again (pass do_rescale=False)",
+                stacklevel=5,
+            )
+        if settings["do_resize"]:
+            array = resize(array, settings["size"], settings["resample"], name)
+        if settings["do_rescale"]:
+            array = rescale(array, settings["rescale_factor"])
+        if settings["do_normalize"]:
+            array = normalize(array, settings["image_mean"], settings["image_std"])
+        if settings["do_rescale"] or settings["do_normalize"]:
+            array = array.astype(np.float32, copy=False)
+        return array
+
+
+def parse_data_format(value: str | None) -> bool | None:
     formats = {None: None, "channels_first": True, "channels_last": False}
     value = getattr(value, "value", value)
     if value not in formats:
@@ -303,14 +366,20 @@ def _parse_data_format(value: str | None) -> bool | None:
     return formats[value]
 
 
-def _as_image_list(images: Any) -> list[Any]:
+def _is_framework_batch(images: Any) -> bool:
+    module = type(images).__module__.split(".", 1)[0]
+    return module in ("torch", "tensorflow", "jax", "jaxlib") and len(getattr(images, "shape", ())) == 4
+
+
+def as_image_list(images: Any) -> list[Any]:
+    """One image, a list (nested lists flattened) or a 4-D batch as a list of images; `[]` stays `[]`."""
     if isinstance(images, np.ndarray) and images.ndim == 4:
         return list(images)
-    if type(images).__module__.split(".", 1)[0] == "torch" and getattr(images, "ndim", 0) == 4:
-        return list(images)
+    if _is_framework_batch(images):
+        return [images[i] for i in range(int(images.shape[0]))]
+    if images is None:
+        raise ValueError("images is None; expected an image, a path, a URL or a list of these")
     items = flatten_images(images)
-    if not items:
-        raise ValueError("no images given: expected an image or a non-empty list of images")
     if any(item is None for item in items):
         raise ValueError("images contain None; expected an image, a path or a URL for each item")
     return items

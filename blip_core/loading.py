@@ -17,6 +17,7 @@ import numpy as np
 
 from blip_core.checkpoint import TensorSource, open_weights, save_safetensors
 from blip_core.configuration import BlipConfigBase
+from blip_core.generation_config import GenerationConfig
 from blip_core.hub import resolve_weights
 from blip_core.weights import PreparedState, prepare_state
 
@@ -66,8 +67,10 @@ def write_pretrained(
     arrays: Mapping[str, np.ndarray],
     dtype_name: str,
     bf16_names: frozenset[str] = frozenset(),
+    generation_config: GenerationConfig | None = None,
 ) -> Path:
-    """Write `model.safetensors` (canonical names, PyTorch layout) and `config.json`, atomically each."""
+    """Write `model.safetensors` (canonical names, PyTorch layout), `config.json` and, for the classes
+    that generate, `generation_config.json` (as `transformers` does), atomically each."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
@@ -76,4 +79,6 @@ def write_pretrained(
     config.architectures = [class_name[2:] if class_name.startswith("TFBlip") else class_name]
     config.dtype = dtype_name
     config.save_pretrained(directory)
+    if generation_config is not None:
+        generation_config.save_pretrained(directory)
     return directory

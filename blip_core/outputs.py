@@ -125,9 +125,43 @@ class BlipImageTextMatchingModelOutput(ModelOutput):
 
 
 @dataclass(repr=False)
-class GenerateOutput(ModelOutput):
-    """`generate(..., return_dict_in_generate=True)`: the ids and, if asked, per-step scores."""
+class GenerateDecoderOnlyOutput(ModelOutput):
+    """Greedy or sampling `generate(..., return_dict_in_generate=True)`: ids and, if asked, per-step
+    processed `scores` and raw `logits` (tuples of (rows, vocab)). Attentions and hidden states are not kept."""
 
     sequences: Any = None
     scores: Any = None
+    logits: Any = None
+    attentions: Any = None
+    hidden_states: Any = None
+    past_key_values: Any = None
+
+
+@dataclass(repr=False)
+class GenerateBeamDecoderOnlyOutput(ModelOutput):
+    """Beam search's `generate(..., return_dict_in_generate=True)`: adds `sequences_scores` (each returned
+    hypothesis' length-normalised log-probability) and `beam_indices` (rows, new tokens; -1 past its end)."""
+
+    sequences: Any = None
     sequences_scores: Any = None
+    scores: Any = None
+    logits: Any = None
+    beam_indices: Any = None
+    attentions: Any = None
+    hidden_states: Any = None
+    past_key_values: Any = None
+
+
+# The name earlier releases of this project used for both.
+GenerateOutput = GenerateDecoderOnlyOutput
+
+
+def empty_generate_output(options: Any, sequences: Any, no_scores: Any) -> ModelOutput:
+    """What `generate` returns for a batch of no images (`sequences` (0, n), `no_scores` (0,))."""
+    scores = () if options.output_scores else None
+    logits = () if options.output_logits else None
+    if options.num_beams > 1:
+        return GenerateBeamDecoderOnlyOutput(
+            sequences=sequences, sequences_scores=no_scores, scores=scores, logits=logits
+        )
+    return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits)

@@ -1,9 +1,12 @@
-"""`pipeline(task, model=...)`: BLIP tasks in one call, in PyTorch or TensorFlow.
+"""`pipeline(task, model=...)`: BLIP tasks in one call, in PyTorch or TensorFlow, called as in `transformers`.
 
-Tasks: "image-to-text" (captioning, optional prompt), "visual-question-answering",
-"image-text-matching" (ITM probability and ITC cosine), "zero-shot-image-classification"
-(a retrieval checkpoint's ITM head; BlipModel has no released text weights).
-Frameworks are imported when a pipeline is built, never by `import blip_core`.
+Tasks: "image-to-text" (captioning, optional prompt), "image-text-to-text" (prompted captioning
+with `transformers`' records), "visual-question-answering" (alias "vqa"), "zero-shot-image-classification"
+(a `BlipModel` as in `transformers`, or a retrieval checkpoint's ITM head: the released BlipModel
+has no trained text weights) and "image-text-matching" (ITM probability and ITC cosine).
+How calls are read: `pipeline_inputs`; options: `pipeline_options`; the tasks: `pipeline_tasks`;
+devices and dtypes: `pipeline_runtime`. Frameworks are imported when a pipeline is built, never by
+`import blip_core`.
 """
 
 from __future__ import annotations
@@ -11,30 +14,49 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from blip_core.image_loading import flatten_images
+from blip_core.loading import split_hub_options
+from blip_core.pipeline_inputs import (
+    Item,
+    KeyDataset,
+    Request,
+    images_request,
+    prompted_request,
+    take_images,
+    vqa_request,
+)
+from blip_core.pipeline_options import merge, split_options
+from blip_core.pipeline_runtime import FRAMEWORKS, Runtime, choose_dtype
+from blip_core.pipeline_tasks import PIPELINE_MAX_NEW_TOKENS, RUNNERS
 from blip_core.processing import BlipProcessor
 
-# transformers' image-to-text and VQA pipelines generate up to 256 new tokens unless told otherwise.
-PIPELINE_MAX_NEW_TOKENS = 256
+__all__ = ["PIPELINE_MAX_NEW_TOKENS", "KeyDataset", "Pipeline", "pipeline"]
+
 DEFAULT_MODELS = {
     "image-to-text": "Salesforce/blip-image-captioning-base",
+    "image-text-to-text": "Salesforce/blip-image-captioning-base",
     "visual-question-answering": "Salesforce/blip-vqa-base",
     "image-text-matching": "Salesforce/blip-itm-base-coco",
     "zero-shot-image-classification": "Salesforce/blip-itm-base-coco",
 }
 TASK_CLASSES = {
     "image-to-text": "BlipForConditionalGeneration",
+    "image-text-to-text": "BlipForConditionalGeneration",
     "visual-question-answering": "BlipForQuestionAnswering",
     "image-text-matching": "BlipForImageTextRetrieval",
     "zero-shot-image-classification": "BlipForImageTextRetrieval",
 }
-FRAMEWORKS = {"pt": "blip_torch", "tf": "blip_tf"}
+TASK_ALIASES = {"vqa": "visual-question-answering"}
+TASK_OF_CLASS = {
+    "BlipForConditionalGeneration": "image-to-text",
+    "BlipForQuestionAnswering": "visual-question-answering",
+    "BlipForImageTextRetrieval": "image-text-matching",
+    "BlipModel": "zero-shot-image-classification",
+}
+_CALL_INPUTS = ("inputs", "images", "image", "question", "text")
 
 
 def default_framework() -> str:
@@ -45,203 +67,247 @@ def default_framework() -> str:
     raise RuntimeError("neither torch nor tensorflow is installed: pip install 'blip-dual[torch]' or 'blip-dual[tf]'")
 
 
-@dataclass
-class Runtime:
-    """The framework-specific half of a pipeline: its tensors, its device, its model class."""
-
-    framework: str
-    device: Any = None
-    torch_dtype: Any = None
-
-    def load(self, class_name: str, source: Any, hub_options: dict[str, Any]) -> Any:
-        if not isinstance(source, (str, os.PathLike)):
-            return source  # an already loaded model
-        module = importlib.import_module(FRAMEWORKS[self.framework])
-        if self.framework == "pt":
-            return getattr(module, class_name).from_pretrained(
-                source, torch_dtype=self.torch_dtype, device=self.device, **hub_options
-            )
-        return getattr(module, "TF" + class_name).from_pretrained(source, **hub_options)
-
-    def tensors(self, batch: dict[str, np.ndarray], model: Any) -> dict[str, Any]:
-        if self.framework == "tf":
-            return batch
-        import torch
-
-        out = {key: torch.from_numpy(value) for key, value in batch.items()}
-        dtype = next(model.parameters()).dtype
-        return {
-            key: value.to(model.device, dtype) if value.is_floating_point() else value.to(model.device)
-            for key, value in out.items()
-        }
-
-    def run(self, function: Any, **kwargs: Any) -> Any:
-        if self.framework == "tf":
-            import tensorflow as tf
-
-            with tf.device(self.device) if self.device else _nothing():
-                return function(**kwargs)
-        import torch
-
-        with torch.no_grad():
-            return function(**kwargs)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def _numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):
-        return value.detach().float().cpu().numpy() if value.is_floating_point() else value.detach().cpu().numpy()
-    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-
-
-def _batches(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[start : start + size] for start in range(0, len(items), max(size, 1))]
-
-
 class Pipeline:
-    """A loaded model and processor for one task; call it on images (and texts)."""
+    """A loaded model and processor for one task; call it on images (and texts) as in `transformers`.
 
-    def __init__(self, task: str, model: Any, processor: BlipProcessor, runtime: Runtime, batch_size: int = 1) -> None:
+    One input gives one result, a list a list of results, a generator or dataset an iterator
+    that runs the model only as it is consumed (`batch_size` inputs at a time).
+    """
+
+    def __init__(
+        self, task: str, model: Any, processor: BlipProcessor, runtime: Runtime, batch_size: int = 1, **options: Any
+    ) -> None:
+        given = [name for name in _CALL_INPUTS if name in options]
+        if given:
+            raise TypeError(f"{given} are inputs of each call, not options of pipeline(...): pass them to the pipe")
         self.task, self.model, self.processor, self.runtime = task, model, processor, runtime
-        self.batch_size = batch_size
+        self.batch_size = _check_batch_size(batch_size)
+        self._options = split_options(task, options)
 
     @property
     def framework(self) -> str:
         return self.runtime.framework
 
-    def __call__(self, images: Any, *args: Any, **kwargs: Any) -> Any:
-        single = not isinstance(images, (list, tuple))
-        images = flatten_images(images)
-        batch_size = kwargs.pop("batch_size", self.batch_size)
-        results = getattr(self, "_" + self.task.replace("-", "_"))(images, *args, batch_size=batch_size, **kwargs)
-        return results[0] if single else results
+    @property
+    def device(self) -> Any:
+        return self.runtime.device
 
-    # -- tasks ------------------------------------------------------------------------
+    @property
+    def dtype(self) -> Any:
+        """The model's dtype (a torch dtype, or a Keras dtype name)."""
+        return self.runtime.model_dtype(self.model)
 
-    def _generate(self, images: list, text: Any, batch_size: int, generate_kwargs: dict) -> list:
-        texts = text if isinstance(text, (list, tuple)) else [text] * len(images)
-        if len(texts) != len(images):
-            raise ValueError(
-                f"got {len(images)} images and {len(texts)} texts; give one text per image, or one for all"
-            )
-        options = {"max_new_tokens": PIPELINE_MAX_NEW_TOKENS, **generate_kwargs}
-        length_chosen_here = "max_new_tokens" not in generate_kwargs and "max_length" not in generate_kwargs
-        answers: list[str] = []
-        for chunk in _batches(list(zip(images, texts, strict=True)), batch_size):
-            chunk_images = [image for image, _ in chunk]
-            chunk_texts = [t for _, t in chunk]
-            if chunk_texts[0] is None:
-                batch = self.processor(images=chunk_images, return_tensors="np")
-            else:
-                batch = self.processor(images=chunk_images, text=chunk_texts, padding=True, return_tensors="np")
-            inputs = self.runtime.tensors(dict(batch), self.model)
-            with warnings.catch_warnings():
-                if length_chosen_here:  # the pipeline's 256 meeting a short position table is no news to the user
-                    warnings.filterwarnings("ignore", message="generation capped at")
-                ids = self.runtime.run(self.model.generate, **inputs, **options)
-            decoded = self.processor.batch_decode(_numpy(ids), skip_special_tokens=True)
-            per_image = options.get("num_return_sequences", 1)
-            answers += [
-                decoded[i : i + per_image] if per_image > 1 else decoded[i] for i in range(0, len(decoded), per_image)
-            ]
-        return answers
+    torch_dtype = dtype
 
-    def _image_to_text(self, images: list, prompt: Any = None, batch_size: int = 1, **generate_kwargs: Any) -> list:
-        captions = self._generate(images, prompt, batch_size, generate_kwargs)
-        return [
-            [{"generated_text": text} for text in (caption if isinstance(caption, list) else [caption])]
-            for caption in captions
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def image_processor(self) -> Any:
+        return self.processor.image_processor
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write the model and its processor files into `save_directory`."""
+        self.model.save_pretrained(save_directory)
+        self.processor.save_pretrained(save_directory)
+
+    def __call__(self, *args: Any, batch_size: int | None = None, num_workers: int | None = None, **kwargs: Any) -> Any:
+        """Run the task; see the module docstring of `blip_core.pipeline_inputs` for the call forms.
+
+        Raises:
+            TypeError: an argument the task does not take, or images given twice.
+            ValueError: inputs or options of the wrong kind (messages name them).
+        """
+        size = self.batch_size if batch_size is None else _check_batch_size(batch_size)
+        _check_workers(num_workers)
+        request, options = self._read_call(args, kwargs)
+        run = RUNNERS[self.task]
+        if request.shape == "stream":
+            return _stream(request.items, lambda chunk: run(self, chunk, options), size)
+        items = list(request.items)
+        results = [
+            result for start in range(0, len(items), size) for result in run(self, items[start : start + size], options)
         ]
-
-    def _visual_question_answering(
-        self, images: list, question: Any = None, batch_size: int = 1, **generate_kwargs: Any
-    ) -> list:
-        if question is None:
-            raise ValueError("visual-question-answering needs a question: pipe(image, question='...')")
-        answers = self._generate(images, question, batch_size, generate_kwargs)
-        return [[{"answer": text} for text in (answer if isinstance(answer, list) else [answer])] for answer in answers]
-
-    def _scores(self, image: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(P(match) from the ITM head, ITC cosine) of one image against each text."""
-        batch = self.processor(images=[image], text=texts, padding=True, return_tensors="np")
-        inputs = self.runtime.tensors(dict(batch), self.model)
-        itm = _numpy(self.runtime.run(self.model, **inputs, use_itm_head=True).itm_score)
-        itc = _numpy(self.runtime.run(self.model, **inputs, use_itm_head=False).itm_score)[0]
-        shifted = itm - itm.max(axis=-1, keepdims=True)
-        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
-        return probabilities[:, 1], itc
-
-    def _image_text_matching(self, images: list, text: Any = None, batch_size: int = 1) -> list:
-        if text is None:
-            raise ValueError("image-text-matching needs text: pipe(image, text=['a cat', 'a dog'])")
-        texts = [text] if isinstance(text, str) else list(text)
-        results = []
-        for image in images:
-            match, cosine = self._scores(image, texts)
-            results.append(
-                [
-                    {"text": t, "itm_score": float(m), "itc_score": float(c)}
-                    for t, m, c in zip(texts, match, cosine, strict=True)
-                ]
-            )
+        if request.shape == "single":
+            return results[0]
+        if request.shape == "flat":
+            return [record for result in results for record in result]
         return results
 
-    def _zero_shot_image_classification(
-        self,
-        images: list,
-        candidate_labels: Any = None,
-        batch_size: int = 1,
-        hypothesis_template: str = "a photo of {}.",
-    ) -> list:
-        if not candidate_labels:
-            raise ValueError("zero-shot-image-classification needs candidate_labels=[...]")
-        labels = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
-        results = []
-        for image in images:
-            match, _ = self._scores(image, [hypothesis_template.format(label) for label in labels])
-            log_odds = np.log(np.clip(match, 1e-12, 1)) - np.log(np.clip(1 - match, 1e-12, 1))
-            scores = np.exp(log_odds - log_odds.max())
-            scores /= scores.sum()
-            order = np.argsort(-scores, kind="stable")
-            results.append([{"score": float(scores[i]), "label": labels[i]} for i in order])
-        return results
+    def _read_call(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Request, dict[str, Any]]:
+        """The call's items and its options merged over the pipeline's."""
+        images, rest = take_images(args, kwargs, self.task)
+        second = {
+            "visual-question-answering": "question",
+            "image-text-to-text": "text",
+            "zero-shot-image-classification": "candidate_labels",
+            "image-to-text": "prompt",
+            "image-text-matching": "text",
+        }[self.task]
+        if rest:
+            if second in kwargs:
+                raise TypeError(f"{self.task}: {second} given twice, positionally and as {second}=")
+            kwargs[second] = rest[0]
+            if len(rest) > 1:
+                raise TypeError(f"{self.task} takes at most 2 positional arguments (images, {second}), got {len(args)}")
+        if self.task == "visual-question-answering":
+            request = vqa_request(images, kwargs.pop("question", None))
+        elif self.task == "image-text-to-text":
+            request = prompted_request(images, kwargs.pop("text", None))
+        options = merge(self._options, split_options(self.task, kwargs))
+        if self.task == "image-to-text":
+            request = images_request(images, self.task, options.get("prompt"))
+        elif self.task in ("zero-shot-image-classification", "image-text-matching"):
+            request = images_request(images, self.task)
+        return request, options
+
+
+def _stream(items: Iterator[Item], run: Callable[[list[Item]], list], size: int) -> Iterator[Any]:
+    """Results of `items` in order, computed `size` items at a time as the iterator is consumed."""
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield from run(chunk)
+            chunk = []
+    if chunk:
+        yield from run(chunk)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+def _check_workers(num_workers: Any) -> None:
+    """`num_workers` sizes `transformers`' DataLoader; here inputs load in the calling thread, so it
+    changes nothing but is checked."""
+    if num_workers is not None and (
+        isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+    ):
+        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
 
 
 def pipeline(
-    task: str,
+    task: str | None = None,
     model: Any = None,
+    config: Any = None,
+    tokenizer: Any = None,
+    feature_extractor: Any = None,
+    image_processor: Any = None,
+    processor: Any = None,
     framework: str | None = None,
+    revision: str | None = None,
+    use_fast: bool = True,
+    token: Any = None,
     device: Any = None,
+    device_map: Any = None,
+    dtype: Any = None,
     torch_dtype: Any = None,
-    processor: BlipProcessor | None = None,
+    trust_remote_code: bool | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    pipeline_class: Any = None,
     batch_size: int = 1,
-    **hub_options: Any,
+    **kwargs: Any,
 ) -> Pipeline:
-    """Build a pipeline for `task` from a folder, a Hub id or a loaded model.
+    """Build a pipeline for `task` from a folder, a Hub id or a loaded model (`transformers.pipeline`'s arguments).
+
+    `device`: an int (-1 CPU, n accelerator n, the default 0 falling back to the CPU), a string or a
+    `torch.device`; `dtype` (or `torch_dtype`): a dtype, its name or "auto" (PyTorch's default);
+    other keyword arguments are the task's options (`prompt`, `max_new_tokens`, `generate_kwargs`,
+    `candidate_labels`, generation options, ...) and Hub options (`cache_dir`, `local_files_only`).
+    `use_fast` and `trust_remote_code` are accepted for compatibility (the tokenizer is always the
+    fast one; BLIP has no remote code).
 
     >>> captioner = pipeline("image-to-text", model="Salesforce/blip-image-captioning-base")  # doctest: +SKIP
     >>> captioner("photo.jpg")  # doctest: +SKIP
     [{'generated_text': 'a cat sitting on a couch'}]
+
+    Raises:
+        ValueError: an unknown task or framework, a model the task cannot use, bad device or dtype.
+        TypeError: `pipeline_class`, or options the task does not take.
     """
-    if task not in TASK_CLASSES:
-        raise ValueError(f"unknown task {task!r}; BLIP pipelines: {sorted(TASK_CLASSES)}")
-    framework = framework or default_framework()
+    if pipeline_class is not None:
+        raise TypeError("pipeline_class is not supported: BLIP pipelines are built in")
+    hub, options = split_hub_options(kwargs)
+    extra_hub, model_options = split_hub_options(dict(model_kwargs or {}))
+    hub = {**extra_hub, **hub, **{k: v for k, v in (("revision", revision), ("token", token)) if v is not None}}
+    framework = framework or _framework_of(model) or default_framework()
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be 'pt' or 'tf', got {framework!r}")
+    task = _task(task, model, hub)
     source = model if model is not None else default_model(task)
-    runtime = Runtime(framework, device, torch_dtype)
-    if processor is None:
-        if not isinstance(source, (str, os.PathLike)):
-            raise ValueError("pass processor=... with an already loaded model")
-        processor = BlipProcessor.from_pretrained(source, **hub_options)
-    return Pipeline(task, runtime.load(TASK_CLASSES[task], source, hub_options), processor, runtime, batch_size)
+    runtime = Runtime(framework, device, choose_dtype(framework, dtype, torch_dtype))
+    processor = _processor(processor, tokenizer, image_processor or feature_extractor, source, hub)
+    if config is not None:
+        model_options["config"] = config
+    if device_map is not None:
+        model_options["device_map"] = device_map
+    loaded = runtime.load(_model_class(task, source, hub), source, {**hub, **model_options})
+    return Pipeline(task, loaded, processor, runtime, batch_size, **options)
+
+
+def _framework_of(model: Any) -> str | None:
+    """ "pt" or "tf" for an already loaded model, None for a name."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return None
+    return "tf" if type(model).__name__.startswith("TF") else "pt"
+
+
+def _task(task: str | None, model: Any, hub: dict[str, Any]) -> str:
+    if task is None:
+        if model is None:
+            raise RuntimeError("Impossible to instantiate a pipeline without either a task or a model being specified")
+        name = _architecture(model, hub)
+        if name not in TASK_OF_CLASS:
+            raise ValueError(f"cannot tell the task of {model}: pass task=..., one of {sorted(TASK_CLASSES)}")
+        return TASK_OF_CLASS[name]
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASK_CLASSES:
+        raise ValueError(f"unknown task {task!r}; BLIP pipelines: {sorted(TASK_CLASSES)} (and 'vqa')")
+    return task
+
+
+def _architecture(source: Any, hub: dict[str, Any]) -> str | None:
+    """The BLIP class a checkpoint (or loaded model) declares."""
+    if not isinstance(source, (str, os.PathLike)):
+        return type(source).__name__.removeprefix("TF")
+    from blip_core.configuration import read_config_json
+    from blip_core.hub import resolve_file
+
+    declared = read_config_json(resolve_file(source, "config.json", **hub)).get("architectures") or []
+    return declared[0].removeprefix("TF") if declared else None
+
+
+def _model_class(task: str, source: Any, hub: dict[str, Any]) -> str:
+    """The class a task loads; zero-shot takes a `BlipModel` checkpoint as one (as transformers)."""
+    if task == "zero-shot-image-classification" and _architecture(source, hub) == "BlipModel":
+        return "BlipModel"
+    return TASK_CLASSES[task]
+
+
+def _processor(processor: Any, tokenizer: Any, image_processor: Any, source: Any, hub: dict[str, Any]) -> BlipProcessor:
+    if isinstance(processor, BlipProcessor):
+        return processor
+    if isinstance(processor, (str, os.PathLike)):
+        return BlipProcessor.from_pretrained(processor, **hub)
+    if processor is not None:
+        raise TypeError(f"processor must be a BlipProcessor or a folder/Hub id, got {type(processor).__name__}")
+    named = source if isinstance(source, (str, os.PathLike)) else None
+    if named is None and (tokenizer is None or image_processor is None):
+        raise ValueError("pass processor=... (or tokenizer= and image_processor=) with an already loaded model")
+    if tokenizer is None and image_processor is None:
+        return BlipProcessor.from_pretrained(named, **hub)
+    from blip_core.image_processing import BlipImageProcessor
+    from blip_core.tokenization import BlipTokenizer
+
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = BlipTokenizer.from_pretrained(tokenizer or named, **hub)
+    if image_processor is None or isinstance(image_processor, (str, os.PathLike)):
+        image_processor = BlipImageProcessor.from_pretrained(image_processor or named, **hub)
+    return BlipProcessor(image_processor, tokenizer)
 
 
 def default_model(task: str) -> str:

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from blip_core.feature import BatchFeature
-from blip_core.image_processing import BlipImageProcessor
+import numpy as np
+
+from blip_core.feature import BatchFeature, check_tensor_type, to_framework
+from blip_core.image_processing import BlipImageProcessor, ImageProcessorSettings
 from blip_core.tokenization import BlipTokenizer
 
 _HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token")
@@ -17,7 +19,10 @@ class BlipProcessor:
     """Prepare images and text for every BLIP model (`transformers.BlipProcessor`).
 
     Returns `pixel_values`, `input_ids` and `attention_mask`, as present, in a
-    `BatchFeature` whose `.to(device, dtype)` casts only the pixels.
+    `BatchFeature` whose `.to(device, dtype)` casts only the pixels. The image
+    processor is a `BlipImageProcessor` or a `BlipImageProcessorFast`. Empty
+    lists give empty batches: `images=[]` pixel values (0, 3, H, W), `text=[]`
+    ids and mask (0, 0) (`transformers` raises IndexError for both).
 
     >>> processor = BlipProcessor.from_pretrained("Salesforce/blip-image-captioning-base")  # doctest: +SKIP
     >>> batch = processor(images=image, text="a picture of", return_tensors="pt")  # doctest: +SKIP
@@ -26,9 +31,12 @@ class BlipProcessor:
     attributes = ["image_processor", "tokenizer"]
     model_input_names = ["input_ids", "attention_mask", "pixel_values"]
 
-    def __init__(self, image_processor: BlipImageProcessor, tokenizer: BlipTokenizer) -> None:
-        if not isinstance(image_processor, BlipImageProcessor):
-            raise TypeError(f"image_processor must be a BlipImageProcessor, got {type(image_processor).__name__}")
+    def __init__(self, image_processor: ImageProcessorSettings, tokenizer: BlipTokenizer) -> None:
+        if not isinstance(image_processor, ImageProcessorSettings):
+            raise TypeError(
+                "image_processor must be a BlipImageProcessor or a BlipImageProcessorFast, "
+                f"got {type(image_processor).__name__}"
+            )
         if not isinstance(tokenizer, BlipTokenizer):
             raise TypeError(f"tokenizer must be a BlipTokenizer, got {type(tokenizer).__name__}")
         self.image_processor = image_processor
@@ -58,7 +66,11 @@ class BlipProcessor:
             data.update(self.image_processor(images, return_tensors=return_tensors, **kwargs))
         elif kwargs:
             raise TypeError(f"BlipProcessor got unexpected arguments {sorted(kwargs)}")
-        if text is not None:
+        if isinstance(text, (list, tuple)) and len(text) == 0:
+            data.update(_empty_encoding(return_tensors, padding, max_length))
+            if text_options.get("return_attention_mask") is False:
+                del data["attention_mask"]
+        elif text is not None:
             encoding = self.tokenizer(
                 text,
                 return_tensors=return_tensors,
@@ -79,10 +91,19 @@ class BlipProcessor:
         return self.tokenizer.batch_decode(*args, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BlipProcessor:
-        """Load `preprocessor_config.json` and the tokenizer files from a folder or Hub id."""
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, use_fast: bool | None = None, **kwargs: Any
+    ) -> BlipProcessor:
+        """Load `preprocessor_config.json` and the tokenizer files from a folder or Hub id.
+
+        The image processor is `BlipImageProcessorFast` with `use_fast=True`, else `BlipImageProcessor`
+        (also when the folder saved a fast one), as `transformers` 4.57 decides.
+        """
+        from blip_core.image_processing_fast import BlipImageProcessorFast
+
         options = {k: kwargs.pop(k) for k in _HUB_OPTIONS if k in kwargs}
-        image_processor = BlipImageProcessor.from_pretrained(pretrained_model_name_or_path, **options, **kwargs)
+        image_class = BlipImageProcessorFast if use_fast else BlipImageProcessor
+        image_processor = image_class.from_pretrained(pretrained_model_name_or_path, **options, **kwargs)
         tokenizer = BlipTokenizer.from_pretrained(pretrained_model_name_or_path, **options)
         return cls(image_processor, tokenizer)
 
@@ -97,3 +118,13 @@ class BlipProcessor:
     def __repr__(self) -> str:
         tokenizer = f"BlipTokenizer(len={len(self.tokenizer)})"
         return f"BlipProcessor(image_processor={self.image_processor!r}, tokenizer={tokenizer})"
+
+
+def _empty_encoding(return_tensors: Any, padding: bool | str, max_length: int | None) -> dict[str, Any]:
+    """`input_ids` and `attention_mask` of 0 texts: (0, 0), or (0, max_length) when padding to it."""
+    tensor_type = check_tensor_type(return_tensors)
+    if tensor_type is None:
+        return {"input_ids": [], "attention_mask": []}
+    length = max_length if padding == "max_length" and max_length else 0
+    dtype = np.int32 if tensor_type == "tf" else np.int64
+    return {name: to_framework(np.zeros((0, length), dtype), tensor_type) for name in ("input_ids", "attention_mask")}

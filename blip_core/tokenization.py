@@ -2,22 +2,28 @@
 
 Ids equal `transformers`' `BertTokenizerFast` on the Hub files. Unlike it,
 `[DEC]` (30522, the BOS of generation) and `[ENC]` (30523) are known special
-tokens, so decoding generated ids neither drops nor mangles them.
+tokens, so decoding generated ids neither drops nor mangles them, and tokens
+added later (`add_tokens`, `add_special_tokens`) get ids from 30524 on, after
+them, so `model.resize_token_embeddings(len(tokenizer))` never gives a new
+token the row of [DEC] or [ENC].
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from blip_core.added_tokens import content_of, restore_added_tokens, token_dict, token_list
 from blip_core.atomic import atomic_write_text
 from blip_core.feature import BatchEncoding, check_tensor_type, to_framework
+from blip_core.hub_errors import HubFileNotFoundError
 
 VOCAB_NAME = "vocab.txt"
 # bert-base-uncased's vocabulary, which every BLIP checkpoint uses; shipped for models saved without one.
@@ -26,14 +32,19 @@ TOKENIZER_FILE_NAME = "tokenizer.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
 
-SPECIAL_TOKENS = {
-    "pad_token": "[PAD]",
-    "unk_token": "[UNK]",
-    "cls_token": "[CLS]",
-    "sep_token": "[SEP]",
-    "mask_token": "[MASK]",
+ADDED_TOKENS_NAME = "added_tokens.json"
+
+# The special-token attributes of `transformers` tokenizers, in its order, with BLIP's values.
+SPECIAL_TOKENS: dict[str, str | None] = {
     "bos_token": "[DEC]",
+    "eos_token": None,  # BLIP generation ends on [SEP]: eos_token_id is sep_token_id unless set
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
 }
+ADDITIONAL_SPECIAL_TOKENS = "additional_special_tokens"
 BLIP_EXTRA_TOKENS = ("[DEC]", "[ENC]")  # appended after the BERT vocabulary: 30522, 30523
 _CLEANUPS = (
     (" .", "."),
@@ -91,7 +102,16 @@ def build_bert_tokenizer(vocab: dict[str, int], do_lower_case: bool = True) -> T
     tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     present = [token for token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if token in vocab]
     tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in present])
+    if "[CLS]" in vocab and "[SEP]" in vocab:  # our encoding adds them itself; a saved tokenizer.json must too
+        special = [("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=special
+        )
     return tokenizer
+
+
+class TokenizerFilesNotFoundError(HubFileNotFoundError, ValueError):
+    """A folder or repo without `tokenizer.json` or `vocab.txt` (an `OSError` as in `transformers`)."""
 
 
 class BlipTokenizer:
@@ -114,6 +134,14 @@ class BlipTokenizer:
         model_input_names: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._special_tokens = {
+            name: content_of(kwargs.pop(name, default), name) for name, default in SPECIAL_TOKENS.items()
+        }
+        additional = kwargs.pop(ADDITIONAL_SPECIAL_TOKENS, None)
+        self._additional = (
+            ["[ENC]"] if additional is None else [content_of(t, ADDITIONAL_SPECIAL_TOKENS) for t in additional]
+        )
+        added_tokens_decoder = kwargs.pop("added_tokens_decoder", None)
         if tokenizer_file is not None:
             try:
                 self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -121,37 +149,132 @@ class BlipTokenizer:
                 raise ValueError(f"cannot read tokenizer file {tokenizer_file}: {err}") from None
         elif vocab_file is not None:
             self._tokenizer = build_bert_tokenizer(read_vocab(Path(vocab_file)), do_lower_case)
+            restore_added_tokens(self._tokenizer, added_tokens_decoder or {})
         else:
             raise ValueError("BlipTokenizer needs vocab_file (vocab.txt) or tokenizer_file (tokenizer.json)")
         self.base_vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=False)
-        self._tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in BLIP_EXTRA_TOKENS])
+        self._add_missing_special_tokens()
         self.do_lower_case = do_lower_case
         self.model_max_length = int(model_max_length) if model_max_length and model_max_length < 10**9 else 512
         self.padding_side = _check_side(padding_side, "padding_side")
         self.truncation_side = _check_side(truncation_side, "truncation_side")
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.model_input_names = list(model_input_names or ["input_ids", "attention_mask"])
-        self.init_kwargs = {k: v for k, v in kwargs.items() if not k.endswith("_token") and k != "added_tokens_decoder"}
-        self._ids = {name: self._tokenizer.token_to_id(token) for name, token in SPECIAL_TOKENS.items()}
+        self.init_kwargs = {k: v for k, v in kwargs.items() if not k.endswith("_token")}
 
-    # -- ids of special tokens ----------------------------------------------------
+    def _add_missing_special_tokens(self) -> None:
+        """Special tokens the files name but the vocabulary lacks are added, as `transformers` does; [DEC]
+        and [ENC] always exist. A file whose own added tokens hold id 30522 pushes [DEC] elsewhere: warned."""
+        wanted = [*(t for t in self._special_tokens.values() if t), *self._additional, *BLIP_EXTRA_TOKENS]
+        missing = [token for token in dict.fromkeys(wanted) if self._tokenizer.token_to_id(token) is None]
+        self._tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+        decoder_start = self._tokenizer.token_to_id("[DEC]")
+        if "[DEC]" in missing and decoder_start != self.base_vocab_size:
+            taken = self._tokenizer.get_added_tokens_decoder()[self.base_vocab_size].content
+            warnings.warn(
+                f"the tokenizer files give id {self.base_vocab_size} to {taken!r}, the id BLIP models use for [DEC] "
+                f"(their bos_token_id); [DEC] became {decoder_start}. Tokens added with transformers' tokenizer "
+                "collide with [DEC]/[ENC]: add them to a BlipTokenizer instead",
+                stacklevel=3,
+            )
 
-    pad_token_id = property(lambda self: self._ids["pad_token"])
-    unk_token_id = property(lambda self: self._ids["unk_token"])
-    cls_token_id = property(lambda self: self._ids["cls_token"])
-    sep_token_id = property(lambda self: self._ids["sep_token"])
-    mask_token_id = property(lambda self: self._ids["mask_token"])
-    bos_token_id = property(lambda self: self._ids["bos_token"])
-    pad_token = property(lambda self: SPECIAL_TOKENS["pad_token"])
-    sep_token = property(lambda self: SPECIAL_TOKENS["sep_token"])
-    cls_token = property(lambda self: SPECIAL_TOKENS["cls_token"])
-    unk_token = property(lambda self: SPECIAL_TOKENS["unk_token"])
-    bos_token = property(lambda self: SPECIAL_TOKENS["bos_token"])
+    # -- special tokens -----------------------------------------------------------
+
+    def _token_id(self, name: str) -> int | None:
+        token = self._special_tokens[name]
+        return None if token is None else self._tokenizer.token_to_id(token)
+
+    pad_token_id = property(lambda self: self._token_id("pad_token"))
+    unk_token_id = property(lambda self: self._token_id("unk_token"))
+    cls_token_id = property(lambda self: self._token_id("cls_token"))
+    sep_token_id = property(lambda self: self._token_id("sep_token"))
+    mask_token_id = property(lambda self: self._token_id("mask_token"))
+    bos_token_id = property(lambda self: self._token_id("bos_token"))
+    pad_token = property(lambda self: self._special_tokens["pad_token"])
+    sep_token = property(lambda self: self._special_tokens["sep_token"])
+    cls_token = property(lambda self: self._special_tokens["cls_token"])
+    unk_token = property(lambda self: self._special_tokens["unk_token"])
+    mask_token = property(lambda self: self._special_tokens["mask_token"])
+    bos_token = property(lambda self: self._special_tokens["bos_token"])
+    eos_token = property(lambda self: self._special_tokens["eos_token"])
 
     @property
     def eos_token_id(self) -> int:
-        """BLIP generation ends on [SEP]."""
-        return self.sep_token_id
+        """BLIP generation ends on [SEP], unless an `eos_token` was set."""
+        explicit = self._token_id("eos_token")
+        return self.sep_token_id if explicit is None else explicit
+
+    @property
+    def additional_special_tokens(self) -> list[str]:
+        return list(self._additional)
+
+    @property
+    def additional_special_tokens_ids(self) -> list[int]:
+        return [self._tokenizer.token_to_id(token) for token in self._additional]
+
+    @property
+    def special_tokens_map(self) -> dict[str, Any]:
+        """Special-token attribute -> token, as `transformers` reports them (unset ones left out)."""
+        found: dict[str, Any] = {name: token for name, token in self._special_tokens.items() if token}
+        return {**found, ADDITIONAL_SPECIAL_TOKENS: list(self._additional)} if self._additional else found
+
+    @property
+    def added_tokens_decoder(self) -> dict[int, AddedToken]:
+        """id -> AddedToken for every added token (the BERT specials, [DEC], [ENC] and yours)."""
+        return dict(sorted(self._tokenizer.get_added_tokens_decoder().items()))
+
+    @property
+    def added_tokens_encoder(self) -> dict[str, int]:
+        return {token.content: index for index, token in self.added_tokens_decoder.items()}
+
+    def get_added_vocab(self) -> dict[str, int]:
+        """Added token -> id, as `transformers`' `get_added_vocab`."""
+        return self.added_tokens_encoder
+
+    # -- growing the vocabulary -----------------------------------------------------
+
+    def add_tokens(
+        self, new_tokens: str | AddedToken | Sequence[str | AddedToken], special_tokens: bool = False
+    ) -> int:
+        """Add tokens (strings or `AddedToken`s) with ids from `len(self)` on; returns how many the vocabulary
+        took (as `transformers`: tokens already added are not counted again). Strings become normalized,
+        non-special tokens, or special ones with `special_tokens=True`. Raises TypeError for other types."""
+        tokens = token_list(new_tokens, "new_tokens")
+        if not tokens:
+            return 0
+        if special_tokens:
+            return self._tokenizer.add_special_tokens(tokens)
+        return self._tokenizer.add_tokens(tokens)
+
+    def add_special_tokens(
+        self, special_tokens_dict: dict[str, Any], replace_additional_special_tokens: bool = True
+    ) -> int:
+        """Set special-token attributes (`bos_token`, ..., `additional_special_tokens`) and add the tokens the
+        vocabulary lacks; returns how many it took. Raises ValueError for an unknown key or a bad value."""
+        if not special_tokens_dict:
+            return 0
+        to_add: list[AddedToken] = []
+        for key, value in special_tokens_dict.items():
+            if key == ADDITIONAL_SPECIAL_TOKENS:
+                if not isinstance(value, (list, tuple)):
+                    raise ValueError(f"{key} must be a list of str or AddedToken, got {type(value).__name__}")
+                tokens = token_list(value, key, special=True)
+                fresh = [t for t in tokens if replace_additional_special_tokens or t.content not in self._additional]
+                if replace_additional_special_tokens and fresh:
+                    self._additional = [t.content for t in fresh]
+                else:
+                    self._additional += [t.content for t in fresh]
+                to_add += fresh
+            elif key in SPECIAL_TOKENS:
+                if not isinstance(value, (str, AddedToken)):
+                    raise ValueError(f"{key} must be a str or an AddedToken, got {type(value).__name__}")
+                token = token_list(value, key, special=True)[0]
+                self._special_tokens[key] = token.content
+                to_add.append(token)
+            else:
+                known = ", ".join([*SPECIAL_TOKENS, ADDITIONAL_SPECIAL_TOKENS])
+                raise ValueError(f"{key!r} is not a special-token attribute; expected one of {known}")
+        return self.add_tokens(to_add, special_tokens=True)
 
     @property
     def vocab_size(self) -> int:
@@ -265,7 +388,7 @@ class BlipTokenizer:
         ids = [int(i) for i in np.asarray(_to_numpy(token_ids)).reshape(-1)]
         if any(i < 0 for i in ids):
             raise ValueError(f"decode: token ids must be non-negative, got {min(ids)}")
-        text = self._tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        text = self._decode_ids(ids, skip_special_tokens)
         cleanup = (
             self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
         )
@@ -273,6 +396,21 @@ class BlipTokenizer:
             for before, after in _CLEANUPS:
                 text = text.replace(before, after)
         return text
+
+    def _decode_ids(self, ids: list[int], skip_special_tokens: bool) -> str:
+        """The backend's decode, except that added tokens read as written ("NewWord"): `tokenizers` >= 0.23
+        returns normalized tokens in their normalized form ("newword"), older versions and `transformers` don't."""
+        added = self._tokenizer.get_added_tokens_decoder()
+        tokens = []
+        for index in ids:
+            token = added.get(index)
+            if token is None:
+                text = self._tokenizer.id_to_token(index)
+                if text is not None:  # unknown ids are dropped, as the backend does
+                    tokens.append(text)
+            elif not (skip_special_tokens and token.special):
+                tokens.append(token.content)
+        return self._tokenizer.decoder.decode(tokens)
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = False, **kwargs: Any) -> list[str]:
         rows = _to_numpy(sequences)
@@ -294,20 +432,27 @@ class BlipTokenizer:
         tokenizer_file = resolve_file(source, TOKENIZER_FILE_NAME, required=False, **options)
         vocab_file = None if tokenizer_file else resolve_file(source, VOCAB_NAME, required=False, **options)
         if tokenizer_file is None and vocab_file is None:
-            raise ValueError(f"no {TOKENIZER_FILE_NAME} or {VOCAB_NAME} found in {source}")
+            raise TokenizerFilesNotFoundError(f"no {TOKENIZER_FILE_NAME} or {VOCAB_NAME} found in {source}")
+        map_path = resolve_file(source, SPECIAL_TOKENS_MAP_NAME, required=False, **options)
+        special_map = _read_json(map_path) if map_path else {}
         settings = {k: v for k, v in config.items() if k not in ("tokenizer_class", "tokenizer_file", "vocab_file")}
+        for name in (*SPECIAL_TOKENS, ADDITIONAL_SPECIAL_TOKENS):  # the map fills what the config lacks
+            if settings.get(name) is None and special_map.get(name) is not None:
+                settings[name] = special_map[name]
         return cls(vocab_file=vocab_file, tokenizer_file=tokenizer_file, **{**settings, **kwargs})
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> list[Path]:
-        """Write the Hub's tokenizer file set: tokenizer.json, vocab.txt and the two configs."""
+        """Write the Hub's tokenizer file set: tokenizer.json, vocab.txt, the two configs and added_tokens.json,
+        added tokens included, so `transformers`' `BertTokenizerFast` (and `BertTokenizer`) read the same ids."""
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         vocab = self._tokenizer.get_vocab(with_added_tokens=False)
         vocab_text = "".join(token + "\n" for token, _ in sorted(vocab.items(), key=lambda item: item[1]))
+        added = self.added_tokens_decoder
         config = {
             **self.init_kwargs,
-            **{name: token for name, token in SPECIAL_TOKENS.items()},
-            "additional_special_tokens": ["[ENC]"],
+            **self.special_tokens_map,
+            "added_tokens_decoder": {str(index): token_dict(token) for index, token in added.items()},
             "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
             "do_lower_case": self.do_lower_case,
             "model_input_names": self.model_input_names,
@@ -316,12 +461,13 @@ class BlipTokenizer:
             "truncation_side": self.truncation_side,
             "tokenizer_class": "BertTokenizer",
         }
-        special_map = {**SPECIAL_TOKENS, "additional_special_tokens": ["[ENC]"]}
+        beyond = {token.content: index for index, token in added.items() if index >= self.base_vocab_size}
         files = {
             TOKENIZER_FILE_NAME: self._tokenizer.to_str(pretty=True),
             VOCAB_NAME: vocab_text,
             TOKENIZER_CONFIG_NAME: json.dumps(dict(sorted(config.items())), indent=2) + "\n",
-            SPECIAL_TOKENS_MAP_NAME: json.dumps(special_map, indent=2) + "\n",
+            SPECIAL_TOKENS_MAP_NAME: json.dumps(self.special_tokens_map, indent=2) + "\n",
+            ADDED_TOKENS_NAME: json.dumps(beyond, indent=2, ensure_ascii=False) + "\n",
         }
         for name, text in files.items():
             atomic_write_text(directory / name, text)

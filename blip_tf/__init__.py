@@ -1,26 +1,23 @@
 """blip_tf: the TensorFlow/Keras 3 BLIP models, twins of `blip_torch`'s, on the same checkpoints."""
 
-import os
+import functools
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import functools  # noqa: E402
-
-from blip_core.pipelines import pipeline as _pipeline  # noqa: E402
-from blip_tf.auto import (  # noqa: E402
+from blip_core.generation_config import GenerationConfig
+from blip_core.pipelines import pipeline as _pipeline
+from blip_tf.auto import (
     TFAutoModel,
     TFAutoModelForImageTextToText,
     TFAutoModelForVisualQuestionAnswering,
 )
-from blip_tf.generation import export_for_serving  # noqa: E402
-from blip_tf.models import (  # noqa: E402
+from blip_tf.generation import export_for_serving
+from blip_tf.models import (
     TFBlipForConditionalGeneration,
     TFBlipForImageTextRetrieval,
     TFBlipForQuestionAnswering,
     TFBlipModel,
 )
-from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel  # noqa: E402
-from blip_tf.vision import TFBlipVisionModel  # noqa: E402
+from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel
+from blip_tf.vision import TFBlipVisionModel
 
 # `pipeline` in TensorFlow: blip_core.pipeline with framework="tf".
 pipeline = functools.partial(_pipeline, framework="tf")
@@ -36,6 +33,7 @@ __all__ = [
     "TFBlipTextLMHeadModel",
     "TFBlipTextModel",
     "TFBlipVisionModel",
+    "GenerationConfig",
     "export_for_serving",
     "pipeline",
 ]

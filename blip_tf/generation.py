@@ -1,10 +1,10 @@
-"""Decoding for the captioning and VQA decoders: greedy, sampling, beam search. Twin of
-`blip_torch/generation.py`, with the same rules and the same ids.
+"""Decoding for the captioning and VQA decoders: the state, greedy and sampling (beams: `beam_search.py`).
+Twin of `blip_torch/generation.py`, with the same rules and the same ids.
 
 Forced difference: the loop runs inside one `tf.function(jit_compile=True)`
-per (options, shapes), as a `tf.while_loop` over static shapes: the cache is
-preallocated, finished steps are masked instead of skipped, and the outputs are
-trimmed to their used length after the compiled call.
+per (options, shapes), as a `tf.while_loop` over static shapes: the cache and
+the output buffers are preallocated, finished steps are masked instead of
+skipped, and the outputs are trimmed to their used length after the compiled call.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from blip_core.generation_config import GenerationConfig
-from blip_core.outputs import GenerateOutput
+from blip_core.generation_options import GenerationOptions, SpecialTokens
+from blip_core.outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, empty_generate_output
 from blip_core.prompts import left_pad
 from blip_tf.cache import TFKVCache
-
-NEG_INF = float("-inf")
-NEVER = -1.0e9  # transformers' "never choose this beam" score
+from blip_tf.logits_processors import TFStep, process
 
 
 @dataclass
@@ -38,13 +36,15 @@ class TFDecoding:
     max_new: tf.Tensor  # (N,) new-token budget
     min_total: tf.Tensor  # (N,) minimum total length before EOS is allowed
     seen: tf.Tensor | None  # (N, V) tokens present so far, for the repetition penalty
+    prompt: tf.Tensor  # (N, P) the left-padded prompts (the encoder n-gram ban reads them)
+    prompt_tokens: tf.Tensor | None  # (N, V) tokens of the prompt, for the encoder repetition penalty
 
     def expand(self, repeats: int) -> None:
         """Give every image `repeats` rows (image-major)."""
         if repeats == 1:
             return
         self.cache.expand(repeats)
-        for name in ("key_mask", "prompt_lengths", "max_new", "min_total", "seen"):
+        for name in ("key_mask", "prompt_lengths", "max_new", "min_total", "seen", "prompt", "prompt_tokens"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, tf.repeat(value, repeats, axis=0))
@@ -52,6 +52,12 @@ class TFDecoding:
     def mark(self, tokens: tf.Tensor) -> None:
         if self.seen is not None:
             self.seen = self.seen | tf.cast(tf.one_hot(tokens, self.seen.shape[-1]), tf.bool)
+
+    def reorder(self, order: tf.Tensor) -> None:
+        """Rows take the cache and seen tokens of rows `order` (beams of the same image)."""
+        self.cache.reorder(order)
+        if self.seen is not None:
+            self.seen = tf.gather(self.seen, order)
 
     def step(self, tokens: tf.Tensor, generated: tf.Tensor) -> tf.Tensor:
         """Feed one new token per row; the float32 logits of the next one (N, V)."""
@@ -84,43 +90,42 @@ class TFDecoding:
             self.seen = carried["seen"]
 
 
-def start(
-    decoder,
-    ids,
-    mask,
-    positions,
-    max_new,
-    min_total,
-    encoder_hidden_states,
-    encoder_attention_mask,
-    capacity: int,
-    config: GenerationConfig,
-):
-    """Run the prompts once (one row per image) into a cache of `capacity` positions."""
+def _token_mask(ids: tf.Tensor, mask: tf.Tensor, vocab_size: int) -> tf.Tensor:
+    """(N, V) bool: the tokens each row holds (where `mask` is 1)."""
+    hits = tf.one_hot(ids, vocab_size) * tf.cast(mask, tf.float32)[..., None]
+    return tf.reduce_max(hits, axis=1) > 0
+
+
+def start(decoder, ids, mask, positions, max_new, min_total, states, states_mask, capacity, options):
+    """Run the prompts once (one row per image) into a cache of `capacity` positions.
+
+    Returns the decoding state, the padded prompt ids (B, P) and the first logits (B, V).
+    """
+    text = decoder.config
     width = ids.shape[1]
     key_mask = tf.concat([mask, tf.ones((tf.shape(ids)[0], capacity - width), mask.dtype)], axis=1)
-    seen = None
-    if config.repetition_penalty != 1.0:
-        hits = tf.one_hot(ids, decoder.config.vocab_size) * tf.cast(mask, tf.float32)[..., None]
-        seen = tf.reduce_max(hits, axis=1) > 0
-    cache = TFKVCache(decoder.config.num_hidden_layers, capacity)
+    seen = _token_mask(ids, mask, text.vocab_size) if options.repetition_penalty != 1.0 else None
+    prompt_tokens = _token_mask(ids, mask, text.vocab_size) if options.encoder_repetition_penalty != 1.0 else None
+    cache = TFKVCache(text.num_hidden_layers, capacity)
     state = TFDecoding(
         decoder,
         cache,
-        encoder_hidden_states,
-        encoder_attention_mask,
+        states,
+        states_mask,
         key_mask,
         tf.reduce_sum(mask, 1),
         max_new,
         min_total,
         seen,
+        ids,
+        prompt_tokens,
     )
     out = decoder(
         input_ids=ids,
         attention_mask=key_mask,
         position_ids=positions,
-        encoder_hidden_states=encoder_hidden_states,
-        encoder_attention_mask=encoder_attention_mask,
+        encoder_hidden_states=states,
+        encoder_attention_mask=states_mask,
         past_key_values=cache,
         use_cache=True,
         return_dict=True,
@@ -128,257 +133,101 @@ def start(
     return state, ids, tf.cast(out.logits[:, -1], tf.float32)
 
 
-# -- logits processors and warpers, in blip_core.generation_config.LOGITS_PROCESSOR_ORDER ---------
-
-
-def repetition_penalty(scores: tf.Tensor, seen: tf.Tensor, penalty: float) -> tf.Tensor:
-    penalized = tf.where(scores < 0, scores * penalty, scores / penalty)
-    return tf.where(seen, penalized, scores)
-
-
-def min_length(scores: tf.Tensor, lengths: tf.Tensor, min_total: tf.Tensor, eos_id: int) -> tf.Tensor:
-    """Forbid EOS in rows shorter than their minimum length."""
-    short = (lengths < min_total)[:, None] & (tf.range(scores.shape[-1]) == eos_id)[None, :]
-    return tf.where(short, tf.constant(NEG_INF, scores.dtype), scores)
-
-
-def top_k_filter(scores: tf.Tensor, top_k: int, keep: int) -> tf.Tensor:
-    top_k = min(max(top_k, keep), scores.shape[-1])
-    threshold = tf.math.top_k(scores, top_k).values[..., -1:]
-    return tf.where(scores < threshold, tf.constant(NEG_INF, scores.dtype), scores)
-
-
-def top_p_filter(scores: tf.Tensor, top_p: float, keep: int) -> tf.Tensor:
-    order = tf.argsort(scores, axis=-1, direction="ASCENDING", stable=True)
-    sorted_scores = tf.gather(scores, order, batch_dims=1)
-    remove = tf.math.cumsum(tf.nn.softmax(sorted_scores, axis=-1), axis=-1) <= (1 - top_p)
-    remove = remove & (tf.range(scores.shape[-1]) < scores.shape[-1] - keep)[None, :]
-    remove = tf.gather(remove, tf.argsort(order, axis=-1), batch_dims=1)  # back to vocabulary order
-    return tf.where(remove, tf.constant(NEG_INF, scores.dtype), scores)
-
-
-def process(scores: tf.Tensor, state: TFDecoding, generated: Any, config: GenerationConfig, eos_id: int) -> tf.Tensor:
-    if config.repetition_penalty != 1.0:
-        scores = repetition_penalty(scores, state.seen, config.repetition_penalty)
-    scores = min_length(scores, state.prompt_lengths + generated, state.min_total, eos_id)
-    if config.do_sample:
-        keep = 2 if config.is_beam else 1
-        if config.temperature != 1.0:
-            scores = scores / config.temperature
-        if config.top_k:
-            scores = top_k_filter(scores, config.top_k, keep)
-        if config.top_p < 1.0:
-            scores = top_p_filter(scores, config.top_p, keep)
-    return scores
-
-
-def _set_column(values: tf.Tensor, column: tf.Tensor, new: tf.Tensor) -> tf.Tensor:
+def set_column(values: tf.Tensor, column: tf.Tensor, new: tf.Tensor) -> tf.Tensor:
     """values (..., T) with column `column` replaced by new (...)."""
     return tf.where(tf.range(values.shape[-1]) == column, new[..., None], values)
 
 
-# -- decoding loops -------------------------------------------------------------------------
+def set_row(values: tf.Tensor, row: tf.Tensor, new: tf.Tensor) -> tf.Tensor:
+    """values (S, ...) with row `row` replaced by new (...): the per-step output buffers."""
+    return tf.tensor_scatter_nd_update(values, tf.reshape(row, (1, 1)), new[None])
+
+
+def is_end(tokens: tf.Tensor, tokens_ids: SpecialTokens) -> tf.Tensor:
+    """Whether each token is one of the end tokens."""
+    return tf.reduce_any(tokens[..., None] == tf.constant(tokens_ids.eos, tokens.dtype), axis=-1)
+
+
+def step_buffers(options: GenerationOptions, steps: int, rows: tf.Tensor, vocab: int) -> dict[str, tf.Tensor]:
+    """Zeroed (steps, rows, V) buffers for the per-step scores and logits the options ask for."""
+    wanted = [("scores", options.output_scores), ("raw_logits", options.output_logits)]
+    return {name: tf.zeros((steps, rows, vocab)) for name, on in wanted if on}
+
+
+def record(loop: dict[str, Any], generated: tf.Tensor, scores: tf.Tensor, logits: tf.Tensor) -> dict[str, Any]:
+    """The step buffers with this step's processed scores and raw logits written in."""
+    out = {}
+    if "scores" in loop:
+        out["scores"] = set_row(loop["scores"], generated, scores)
+    if "raw_logits" in loop:
+        out["raw_logits"] = set_row(loop["raw_logits"], generated, logits)
+    return out
 
 
 def greedy_or_sample(
     state: TFDecoding,
     prompt: tf.Tensor,
     logits: tf.Tensor,
-    config: GenerationConfig,
-    eos_id: int,
-    pad_id: int,
+    options: GenerationOptions,
+    tokens: SpecialTokens,
     seed: tf.Tensor,
 ) -> dict[str, tf.Tensor]:
-    """One token per row per step, picked by argmax or by sampling; finished rows get `pad_id`."""
-    repeats = config.num_return_sequences if config.do_sample else 1
+    """One token per row per step, picked by argmax or by sampling; finished rows get the pad id."""
+    repeats = options.num_return_sequences if options.do_sample else 1
     state.expand(repeats)
     prompt, logits = tf.repeat(prompt, repeats, axis=0), tf.repeat(logits, repeats, axis=0)
-    steps = state.cache.capacity - prompt.shape[1]
+    width = prompt.shape[1]
+    steps = state.cache.capacity - width
 
-    def body(generated, logits, chosen, unfinished, carried):
-        state.restore(carried)
-        scores = process(logits, state, generated, config, eos_id)
-        if config.do_sample:
-            tokens = tf.random.stateless_categorical(scores, 1, seed=tf.stack([seed, generated]), dtype=tf.int32)[:, 0]
+    def body(loop):
+        state.restore(loop["carried"])
+        generated = loop["generated"]
+        history = tf.concat([prompt, loop["chosen"]], axis=1) if options.needs_history else None
+        scores = process(loop["logits"], TFStep(state, generated, options, tokens, history, width + generated))
+        out = {**loop, **record(loop, generated, scores, loop["logits"])}
+        if options.do_sample:
+            picked = tf.random.stateless_categorical(scores, 1, seed=tf.stack([seed, generated]), dtype=tf.int32)[:, 0]
         else:
-            tokens = tf.argmax(scores, axis=-1, output_type=tf.int32)
-        tokens = tf.where(unfinished, tokens, pad_id)
-        chosen = _set_column(chosen, generated, tokens)
-        unfinished = unfinished & (tokens != eos_id) & (generated + 1 < state.max_new)
-        state.mark(tokens)
+            picked = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        picked = tf.where(loop["unfinished"], picked, tokens.pad)
+        out["chosen"] = set_column(loop["chosen"], generated, picked)
+        unfinished = loop["unfinished"] & ~is_end(picked, tokens) & (generated + 1 < state.max_new)
+        state.mark(picked)
         before = state.carry()  # both branches start from here (tf.cond traces them one after the other)
 
         def advance():
             state.restore(before)
-            return state.step(tokens, generated + 1), state.carry()
+            return state.step(picked, generated + 1), state.carry()
 
-        logits, carried = tf.cond(tf.reduce_any(unfinished), advance, lambda: (logits, before))
-        return generated + 1, logits, chosen, unfinished, carried
+        out["logits"], out["carried"] = tf.cond(tf.reduce_any(unfinished), advance, lambda: (loop["logits"], before))
+        out.update(generated=generated + 1, unfinished=unfinished)
+        return (out,)
 
-    chosen = tf.fill((tf.shape(prompt)[0], steps), tf.constant(pad_id, tf.int32))
-    loop = (tf.constant(0), logits, chosen, state.max_new > 0, state.carry())
-    generated, _, chosen, _, _ = tf.while_loop(
-        lambda generated, logits, chosen, unfinished, carried: (generated < steps) & tf.reduce_any(unfinished),
+    loop = {
+        "generated": tf.constant(0),
+        "logits": logits,
+        "chosen": tf.fill((tf.shape(prompt)[0], steps), tf.constant(tokens.pad, tf.int32)),
+        "unfinished": state.max_new > 0,
+        "carried": state.carry(),
+        **step_buffers(options, steps, tf.shape(prompt)[0], logits.shape[-1]),
+    }
+    (out,) = tf.while_loop(
+        lambda loop: (loop["generated"] < steps) & tf.reduce_any(loop["unfinished"]),
         body,
-        loop,
+        (loop,),
         maximum_iterations=steps,
     )
-    return {"prompt": prompt, "chosen": chosen, "generated": generated}
+    return {key: out[key] for key in ("chosen", "generated", "scores", "raw_logits") if key in out} | {"prompt": prompt}
 
 
-def _gather(values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-    """values (B, K, ...) gathered along beams by index (B, J) -> (B, J, ...)."""
-    return tf.gather(values, index, batch_dims=1)
+def _compiled(decoder, options: GenerationOptions, tokens: SpecialTokens, capacity: int):
+    """One XLA-compiled decoding function per (decoder, options, tokens, capacity); shapes retrace it."""
+    from blip_tf.beam_search import beam_search, group_beam_search
 
-
-def beam_search(
-    state: TFDecoding,
-    prompt: tf.Tensor,
-    logits: tf.Tensor,
-    config: GenerationConfig,
-    eos_id: int,
-    pad_id: int,
-    seed: tf.Tensor,
-) -> dict[str, tf.Tensor]:
-    """`transformers`' vectorised beam search (optionally sampling the candidates)."""
-    batch, beams, lp = tf.shape(prompt)[0], config.num_beams, config.length_penalty
-    state.expand(beams)
-    logits = tf.repeat(logits, beams, axis=0)
-    width, vocab, keep = prompt.shape[1], logits.shape[-1], 2 * beams
-    budget = tf.reshape(state.max_new, (-1, beams))[:, 0]  # (B,) new-token budget per image
-    total = state.cache.capacity
-    running = tf.concat(
-        [tf.repeat(prompt[:, None], beams, axis=1), tf.fill((batch, beams, total - width), eos_id)], axis=2
-    )
-    running_scores = tf.tile(tf.constant([[0.0] + [NEVER] * (beams - 1)]), (batch, 1))
-    top_beams = tf.range(keep) < beams
-    offsets = tf.range(batch)[:, None] * beams
-    best_length = tf.cast(budget[:, None], tf.float32) if config.early_stopping == "never" and lp > 0 else None
-
-    def body(
-        generated,
-        logits,
-        running,
-        running_scores,
-        finished,
-        finished_scores,
-        finished_lengths,
-        is_finished,
-        improvable,
-        done,
-        carried,
-    ):
-        state.restore(carried)
-        cursor = width + generated
-        scores = process(tf.nn.log_softmax(logits, axis=-1), state, generated, config, eos_id)
-        totals = tf.reshape(
-            tf.reshape(scores, (batch, beams, vocab)) + running_scores[:, :, None], (batch, beams * vocab)
-        )
-        if config.do_sample:  # sampling without replacement: Gumbel top-k
-            noise = -tf.math.log(
-                -tf.math.log(tf.random.stateless_uniform(totals.shape, tf.stack([seed, generated]), 1e-20, 1.0))
-            )
-            index = tf.math.top_k(tf.nn.log_softmax(totals, axis=-1) + noise, keep).indices
-            top = tf.gather(totals, index, batch_dims=1)
-            order = tf.argsort(top, axis=-1, direction="DESCENDING", stable=True)
-            top, index = tf.gather(top, order, batch_dims=1), tf.gather(index, order, batch_dims=1)
-        else:
-            top, index = tf.math.top_k(totals, keep)
-        source, tokens = index // vocab, index % vocab
-        candidates = _set_column(_gather(running, source), cursor, tokens)
-        hits = (tokens == eos_id) | (generated + 1 >= budget[:, None])
-        # The best candidates that go on.
-        going = top + tf.cast(hits, tf.float32) * NEVER
-        pick = tf.math.top_k(going, beams).indices
-        running, running_scores, parents = _gather(candidates, pick), _gather(going, pick), _gather(source, pick)
-        # The best finished hypotheses so far.
-        just_done = hits & top_beams
-        done_scores = top / tf.cast(generated + 1, tf.float32) ** lp
-        full = tf.reduce_all(is_finished, axis=-1, keepdims=True) & (config.early_stopping is True)
-        done_scores = done_scores + tf.cast(full | ~improvable | ~just_done, tf.float32) * NEVER
-        merged = tf.math.top_k(tf.concat([finished_scores, done_scores], 1), beams).indices
-        finished = _gather(tf.concat([finished, candidates], 1), merged)
-        finished_scores = _gather(tf.concat([finished_scores, done_scores], 1), merged)
-        lengths = tf.fill(tf.shape(done_scores), generated + 1)
-        finished_lengths = _gather(tf.concat([finished_lengths, lengths], 1), merged)
-        is_finished = _gather(tf.concat([is_finished, just_done], 1), merged)
-        # Can anything still improve?
-        horizon = best_length if best_length is not None else tf.cast(generated + 1, tf.float32)
-        best_running = running_scores[:, :1] / horizon**lp
-        worst_finished = tf.where(is_finished, tf.reduce_min(finished_scores, axis=1, keepdims=True), NEVER)
-        improvable = improvable & tf.reduce_any(best_running > worst_finished, axis=-1, keepdims=True)
-        open_beams = ~(tf.reduce_all(is_finished) & (config.early_stopping is True))
-        done = ~(tf.reduce_any(improvable) & open_beams & ~tf.reduce_all(hits))
-
-        before = state.carry()  # both branches start from here (tf.cond traces them one after the other)
-
-        def advance():
-            state.restore(before)
-            order = tf.reshape(parents + offsets, (-1,))
-            state.cache.reorder(order)
-            if state.seen is not None:
-                state.seen = tf.gather(state.seen, order)
-            chosen = tf.reshape(tf.gather(running, cursor, axis=2), (-1,))
-            state.mark(chosen)
-            return state.step(chosen, generated + 1), state.carry()
-
-        logits, carried = tf.cond(done, lambda: (logits, before), advance)
-        return (
-            generated + 1,
-            logits,
-            running,
-            running_scores,
-            finished,
-            finished_scores,
-            finished_lengths,
-            is_finished,
-            improvable,
-            done,
-            carried,
-        )
-
-    steps = total - width
-    loop = (
-        tf.constant(0),
-        logits,
-        running,
-        running_scores,
-        running,
-        tf.fill((batch, beams), NEVER),
-        tf.zeros((batch, beams), tf.int32),
-        tf.zeros((batch, beams), tf.bool),
-        tf.ones((batch, 1), tf.bool),
-        tf.constant(False),
-        state.carry(),
-    )
-    out = tf.while_loop(lambda *values: (values[0] < steps) & ~values[9], body, loop, maximum_iterations=steps)
-    count = config.num_return_sequences
-    return {
-        "finished": out[4][:, :count],
-        "finished_scores": out[5][:, :count],
-        "finished_lengths": out[6][:, :count],
-    }
-
-
-def _compiled(decoder, config: GenerationConfig, capacity: int):
-    """One XLA-compiled decoding function per (decoder, options, capacity); shapes retrace it."""
-    statics = (
-        config.is_beam,
-        config.do_sample,
-        config.num_beams,
-        config.num_return_sequences,
-        config.temperature,
-        config.top_k,
-        config.top_p,
-        config.repetition_penalty,
-        config.length_penalty,
-        config.early_stopping,
-        capacity,
-    )
+    statics = (options.static_key, tokens, capacity)
     cache = decoder.__dict__.setdefault("_blip_generate_functions", {})
     if statics not in cache:
-        eos_id, pad_id = decoder.config.sep_token_id, decoder.config.pad_token_id
-        loop = beam_search if config.is_beam else greedy_or_sample
+        loop = group_beam_search if options.is_group_beam else beam_search if options.is_beam else greedy_or_sample
 
         @tf.function(jit_compile=True, reduce_retracing=False)
         def run(encoder_hidden_states, encoder_attention_mask, ids, mask, positions, max_new, min_total, seed):
@@ -392,25 +241,38 @@ def _compiled(decoder, config: GenerationConfig, capacity: int):
                 encoder_hidden_states,
                 encoder_attention_mask,
                 capacity,
-                config,
+                options,
             )
-            return loop(state, prompt, logits, config, eos_id, pad_id, seed)
+            return loop(state, prompt, logits, options, tokens, seed)
 
         cache[statics] = run
     return cache[statics]
 
 
-def assemble(out: dict[str, tf.Tensor], config: GenerationConfig, width: int) -> tuple[tf.Tensor, tf.Tensor | None]:
+def assemble(out: dict[str, tf.Tensor], options: GenerationOptions, width: int) -> tuple[tf.Tensor, tf.Tensor | None]:
     """(sequences, beam scores) from the compiled loop's static buffers, cut to their used length.
 
     TF ops only, so serving graphs use it too (outside XLA: the lengths are data-dependent).
     """
-    if config.is_beam:
-        finished = out["finished"]
+    if options.is_beam:
         used = width + tf.reduce_max(out["finished_lengths"])
-        sequences = tf.reshape(finished[:, :, :used], (-1, used))
+        sequences = tf.reshape(out["finished"][:, :, :used], (-1, used))
         return sequences, tf.reshape(out["finished_scores"], (-1,))
     return tf.concat([out["prompt"], out["chosen"][:, : out["generated"]]], axis=1), None
+
+
+def to_output(out: dict[str, tf.Tensor], options: GenerationOptions, width: int) -> Any:
+    """`generate`'s output object (eagerly): ids and, as asked, per-step scores, logits and beam indices."""
+    sequences, sequences_scores = assemble(out, options, width)
+    steps = int(out["generated"])
+    scores = tuple(out["scores"][i] for i in range(steps)) if options.output_scores else None
+    logits = tuple(out["raw_logits"][i] for i in range(steps)) if options.output_logits else None
+    if not options.is_beam:
+        return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits)
+    rows = tf.reshape(out["finished_rows"][:, :, : sequences.shape[1] - width], (sequences.shape[0], -1))
+    return GenerateBeamDecoderOnlyOutput(
+        sequences=sequences, sequences_scores=sequences_scores, scores=scores, logits=logits, beam_indices=rows
+    )
 
 
 def decode_prepared(
@@ -422,16 +284,16 @@ def decode_prepared(
     min_total,
     encoder_hidden_states,
     encoder_attention_mask,
-    config: GenerationConfig,
+    options: GenerationOptions,
+    tokens: SpecialTokens,
     capacity: int,
     seed,
-) -> tuple[tf.Tensor, tf.Tensor | None]:
+) -> dict[str, tf.Tensor]:
     """Run the compiled loop on prepared (left-padded) prompt tensors; works eagerly and inside graphs."""
-    run = _compiled(decoder, config, capacity)
-    out = run(
+    run = _compiled(decoder, options, tokens, capacity)
+    return run(
         encoder_hidden_states, tf.cast(encoder_attention_mask, tf.int32), ids, mask, positions, max_new, min_total, seed
     )
-    return assemble(out, config, ids.shape[1])
 
 
 def generate(
@@ -439,17 +301,20 @@ def generate(
     rows: list[list[int]],
     encoder_hidden_states: tf.Tensor,
     encoder_attention_mask: tf.Tensor | None,
-    config: GenerationConfig,
-) -> tf.Tensor | GenerateOutput:
-    """Decode one prompt row per image; int32 ids begin with BOS, prompts come left-padded with pad id."""
+    options: GenerationOptions,
+    tokens: SpecialTokens,
+) -> tf.Tensor | GenerateDecoderOnlyOutput:
+    """Decode one prompt row per image; int32 ids begin with the start token, prompts come left-padded."""
+    if not rows:
+        return empty_output(options)
     ids, mask, positions = left_pad(rows, decoder.config.pad_token_id)
-    limits = [config.length_limits(len(row), decoder.config.max_position_embeddings) for row in rows]
+    limits = [options.length_limits(len(row), decoder.config.max_position_embeddings) for row in rows]
     max_new = np.array([limit[0] for limit in limits], np.int32)
     min_total = np.array([limit[1] for limit in limits], np.int32)
     if encoder_attention_mask is None:
         encoder_attention_mask = tf.ones(tf.shape(encoder_hidden_states)[:2], tf.int32)
-    seed = config.seed if config.seed is not None else random.randrange(2**31)
-    sequences, sequences_scores = decode_prepared(
+    seed = options.seed if options.seed is not None else random.randrange(2**31)
+    out = decode_prepared(
         decoder,
         tf.constant(ids, tf.int32),
         tf.constant(mask, tf.int32),
@@ -458,13 +323,70 @@ def generate(
         tf.constant(min_total),
         encoder_hidden_states,
         encoder_attention_mask,
-        config,
+        options,
+        tokens,
         ids.shape[1] + int(max_new.max()),
         tf.constant(seed, tf.int32),
     )
-    if config.return_dict_in_generate:
-        return GenerateOutput(sequences=sequences, sequences_scores=sequences_scores)
-    return sequences
+    output = to_output(out, options, ids.shape[1])
+    return output if options.return_dict_in_generate else output.sequences
+
+
+def empty_output(options: GenerationOptions) -> tf.Tensor | GenerateDecoderOnlyOutput:
+    """A batch of no images: (0, 1) ids (and empty scores) without running the model."""
+    sequences = tf.zeros((0, 1), tf.int32)
+    if not options.return_dict_in_generate:
+        return sequences
+    return empty_generate_output(options, sequences, tf.zeros((0,)))
+
+
+def transition_scores(
+    sequences: tf.Tensor,
+    scores: tuple[tf.Tensor, ...],
+    beam_indices: tf.Tensor | None,
+    normalize_logits: bool,
+    vocab_size: int,
+) -> tf.Tensor:
+    """`compute_transition_scores`: the score each generated token had when chosen, (rows, new tokens).
+
+    Beam rows follow `beam_indices` (-1 past a hypothesis' end, where the score is 0).
+    """
+    sequences = tf.cast(sequences, tf.int64)
+    if beam_indices is None:
+        beam_indices = tf.broadcast_to(tf.range(scores[0].shape[0])[:, None], (scores[0].shape[0], len(scores)))
+    stacked = tf.transpose(tf.reshape(tf.stack(scores), (len(scores), -1)))  # (N*V, steps)
+    if normalize_logits:
+        stacked = tf.nn.log_softmax(tf.reshape(stacked, (-1, vocab_size, stacked.shape[-1])), axis=1)
+        stacked = tf.reshape(stacked, (-1, stacked.shape[-1]))
+    beam_indices = tf.cast(beam_indices, tf.int64)
+    unused = beam_indices < 0
+    length = int(tf.reduce_max(tf.reduce_sum(tf.cast(~unused, tf.int32), axis=-1)))
+    unused = unused[:, :length]
+    rows = tf.where(unused, tf.zeros_like(beam_indices[:, :length]), beam_indices[:, :length])
+    indices = sequences[:, sequences.shape[-1] - length :] + rows * vocab_size
+    picked = tf.gather(tf.transpose(stacked[:, :length]), tf.transpose(indices), batch_dims=1)  # (length, rows)
+    return tf.where(unused, 0.0, tf.transpose(picked))
+
+
+class TFGenerationMixin:
+    """What `transformers`' GenerationMixin adds to the classes that generate, beyond `generate` itself."""
+
+    config: object
+
+    def compute_transition_scores(
+        self,
+        sequences: Any,
+        scores: tuple[Any, ...],
+        beam_indices: Any = None,
+        normalize_logits: bool = False,
+    ) -> tf.Tensor:
+        """The score of each generated token when it was chosen, (rows, new tokens) float32.
+
+        `scores` (and `beam_indices` for beam search) come from `generate(..., output_scores=True,
+        return_dict_in_generate=True)`; `normalize_logits` log-softmaxes them first.
+        """
+        vocab_size = self.config.get_text_config().vocab_size
+        return transition_scores(sequences, tuple(scores), beam_indices, normalize_logits, vocab_size)
 
 
 def export_for_serving(model: Any, export_dir: str, max_new_tokens: int = 20, num_beams: int = 1) -> str:
@@ -473,8 +395,11 @@ def export_for_serving(model: Any, export_dir: str, max_new_tokens: int = 20, nu
     Captioning: `pixel_values` float32 (B, 3, H, W) -> `sequences` int32. Question answering adds
     `input_ids` and `attention_mask` int32 (B, T). Ids begin with BOS, as `generate` returns them.
     """
-    config = GenerationConfig.from_kwargs(max_new_tokens=max_new_tokens, num_beams=num_beams)
+    from blip_core.generation_options import special_tokens
+
+    options = GenerationOptions.from_kwargs(max_new_tokens=max_new_tokens, num_beams=num_beams)
     decoder, text = model.text_decoder, model.config.text_config
+    tokens = special_tokens(options, text)
     size = model.config.vision_config.image_size
     pixels_spec = tf.TensorSpec((None, 3, size, size), tf.float32, name="pixel_values")
     ids_spec = tf.TensorSpec((None, None), tf.int32, name="input_ids")
@@ -484,7 +409,7 @@ def export_for_serving(model: Any, export_dir: str, max_new_tokens: int = 20, nu
         batch = tf.shape(states)[0]
         ids = tf.fill((batch, 1), tf.constant(text.bos_token_id, tf.int32))
         limit = min(max_new_tokens, text.max_position_embeddings - 1)
-        sequences, _ = decode_prepared(
+        out = decode_prepared(
             decoder,
             ids,
             tf.ones_like(ids),
@@ -493,11 +418,12 @@ def export_for_serving(model: Any, export_dir: str, max_new_tokens: int = 20, nu
             tf.zeros((batch,), tf.int32),
             states,
             states_mask,
-            config,
+            options,
+            tokens,
             1 + limit,
             tf.constant(0, tf.int32),
         )
-        return {"sequences": sequences}
+        return {"sequences": assemble(out, options, 1)[0]}
 
     module = tf.Module()
     # Track the variables themselves (not the Keras model, whose own export would trace `call`).

@@ -19,11 +19,13 @@ import numpy as np
 import tensorflow as tf
 
 from blip_core.configuration import BlipConfigBase
+from blip_core.generation_support import GenerationConfigMixin, load_generation_config
 from blip_core.loading import open_pretrained, resolve_config, split_hub_options, write_pretrained
 from blip_core.model_constants import MASK_FILL_VALUE, activation_name
 from blip_core.safetensors_io import ALIGNMENT, float32_to_bf16_bits
+from blip_core.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
 from blip_core.weights import CheckpointError, expected_params, keras_axes, keras_variable_name, saved_names
-from blip_core.weights.layouts import from_keras, keras_attribute
+from blip_core.weights.layouts import from_keras, keras_attribute, to_keras
 
 _ACTIVATIONS = {
     "gelu_erf": lambda x: tf.nn.gelu(x, approximate=False),
@@ -125,6 +127,31 @@ class _OwnWeights:
         return self.add_weight(name=name, shape=shape, initializer=self.preloaded.pop(name, default))
 
 
+def replace_variable(layer: keras.layers.Layer, name: str, value: np.ndarray) -> None:
+    """Recreate `layer.<name>` with `value`'s shape (Keras variables cannot change shape).
+
+    The new variable has the old one's name, dtype and trainability and sits under the same
+    attribute, so `owner_of`, saving and training find it; the old one is no longer tracked.
+    """
+    attribute = "_embeddings" if isinstance(layer, keras.layers.Embedding) and name == "embeddings" else name
+    old = getattr(layer, attribute)
+    layer._untrack_variable(old)  # Keras has no public API to replace a built layer's variable
+    locked = layer._tracker.locked
+    layer._tracker.unlock()
+    try:
+        variable = layer.add_weight(
+            name=old.name,
+            shape=value.shape,
+            dtype=old.dtype,
+            trainable=old.trainable,
+            initializer=lambda shape, dtype=None: tf.cast(tf.constant(value), dtype or old.dtype),
+        )
+    finally:
+        if locked:
+            layer._tracker.lock()
+    setattr(layer, attribute, variable)
+
+
 class TFLinear(_OwnWeights, keras.layers.Layer):
     """Twin of `Linear`: y = x @ kernel + bias, kernel in Keras layout (in, out).
 
@@ -141,6 +168,8 @@ class TFLinear(_OwnWeights, keras.layers.Layer):
         self.bias = self.own_weight("bias", (self.out_features,), "zeros") if self.use_bias else None
 
     def call(self, input: tf.Tensor) -> tf.Tensor:
+        if input.shape.num_elements() == 0:  # an empty batch never reaches a kernel (oneDNN's may mishandle 0 rows)
+            return tf.zeros((*input.shape[:-1], self.out_features), input.dtype)
         shape = tf.shape(input)
         flat = tf.reshape(input, (-1, self.in_features))
         out = tf.matmul(flat, tf.cast(self.kernel, flat.dtype))
@@ -235,7 +264,7 @@ def as_tensor(value: Any, dtype: Any = None) -> tf.Tensor | None:
     return tensor if dtype is None or tensor.dtype == dtype else tf.cast(tensor, dtype)
 
 
-class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
+class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
     """Twin of `BlipPreTrainedModel`: `from_pretrained`, `save_pretrained`, building, dtype helpers."""
 
     config_class: ClassVar[type[BlipConfigBase]]
@@ -261,6 +290,7 @@ class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
                 layer.embeddings_initializer = initializer(std)
             elif isinstance(layer, keras.layers.Conv2D):
                 layer.kernel_initializer = initializer(std)
+        self.init_generation_config()
 
     def build_model(self) -> None:
         """Create every variable from the config's sizes, without running the model."""
@@ -269,6 +299,43 @@ class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
 
     def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
         """Share the LM-head decoder with the word embeddings, except names in `untied`."""
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> keras.layers.Embedding:
+        """Twin of `BlipPreTrainedModel.resize_token_embeddings`, the same rows. Keras variables cannot change
+        shape, so each one is recreated under its name (`replace_variable`); compile again before `fit`."""
+        text = text_config_of(self.config, type(self).__name__)
+        size = new_vocab_size(text, new_num_tokens, pad_to_multiple_of)
+        if size is not None and size != text.vocab_size:
+            self.build_model()
+            untied = self.untied_names()
+            std = getattr(self.config, "initializer_range", 0.02)
+            for param in vocab_params(type(self).__name__, self.config, untied):
+                owner, variable_name = self.owner_of(param.name, param.kind)
+                leaf = param.name.rsplit(".", 1)[-1]
+                old = from_keras(keras.ops.convert_to_numpy(getattr(owner, variable_name)), param.kind, leaf)
+                new = resized(old, size, param, mean_resizing, std)
+                replace_variable(owner, variable_name, to_keras(new, param.kind, leaf))
+            for layer in self._flatten_layers(include_self=False, recursive=True):
+                if isinstance(layer, keras.layers.Embedding):
+                    layer.input_dim = layer.embeddings.shape[0]
+                elif isinstance(layer, TFLinear) and getattr(layer, "kernel", None) is not None:
+                    layer.out_features = layer.kernel.shape[1]
+            text.vocab_size = size
+            self.tie_weights(untied)
+            self._forget_compiled_functions()
+        return self.get_input_embeddings()
+
+    def _forget_compiled_functions(self) -> None:
+        """Graphs traced before a variable was replaced hold the old one: drop them (ours and Keras')."""
+        for layer in self._flatten_layers(include_self=True, recursive=True):
+            for cache in ("_blip_inference_functions", "_blip_generate_functions"):
+                layer.__dict__.pop(cache, None)
+        if self.compiled:
+            self.train_function = self.test_function = self.predict_function = None
+            if self.optimizer is not None and self.optimizer.built:  # its slots belong to the old variables
+                self.compiled = False
 
     @property
     def dtype(self) -> str:
@@ -322,6 +389,9 @@ class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
             raise CheckpointError(f"{cls.__name__} has no variable for a checkpoint tensor: {err}") from None
         finally:
             source.close()
+        generation_config = load_generation_config(pretrained_model_name_or_path, hub) if model.can_generate() else None
+        if generation_config is not None:
+            model.generation_config = generation_config
         return model
 
     # -- saving ------------------------------------------------------------------------
@@ -331,7 +401,8 @@ class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
         return frozenset()
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-        """Write `config.json` and a canonical, PyTorch-named `model.safetensors`, atomically."""
+        """Write `config.json`, a canonical, PyTorch-named `model.safetensors` and, for the classes that
+        generate, `generation_config.json`, atomically."""
         if not safe_serialization:
             raise ValueError("only safetensors is written; use blip-convert for other formats")
         self.build_model()
@@ -343,4 +414,12 @@ class TFBlipPreTrainedModel(_OwnWeights, keras.Model):
             arrays[name] = np.asarray(from_keras(array, spec.kind, spec.leaf), order="C")
             if is_bf16:
                 bf16.add(name)
-        return write_pretrained(save_directory, self.config, type(self).__name__, arrays, self.dtype, frozenset(bf16))
+        return write_pretrained(
+            save_directory,
+            self.config,
+            type(self).__name__,
+            arrays,
+            self.dtype,
+            frozenset(bf16),
+            self.generation_config,
+        )

@@ -15,7 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from blip_core.configuration import BlipConfig, check_vqa_widths
-from blip_core.generation_config import GenerationConfig
+from blip_core.generation_options import special_tokens
+from blip_core.limits import check_answers, check_loss_rows, check_text_length
+from blip_core.limits import check_pairing as _check_pairing
 from blip_core.model_constants import CLS_TOKEN_ID, IGNORE_INDEX
 from blip_core.outputs import (
     BlipForConditionalGenerationModelOutput,
@@ -24,6 +26,7 @@ from blip_core.outputs import (
     BlipTextVisionModelOutput,
 )
 from blip_core.prompts import prompt_rows
+from blip_tf.generation import TFGenerationMixin, empty_output
 from blip_tf.generation import generate as decode
 from blip_tf.modeling_utils import TFBlipPreTrainedModel, TFLinear, as_tensor, inference_function, pixel_signature
 from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel
@@ -105,6 +108,12 @@ class TFBlipModel(_KerasTraining, TFBlipPreTrainedModel):
         for layer in (self.text_model, self.vision_model, self.visual_projection, self.text_projection):
             layer.build()
 
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.text_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
+        self.text_model.set_input_embeddings(value)
+
     def get_text_features(
         self, input_ids: Any, attention_mask: Any = None, position_ids: Any = None, return_dict: Any = None
     ) -> tf.Tensor:
@@ -151,6 +160,9 @@ class TFBlipModel(_KerasTraining, TFBlipPreTrainedModel):
         )
         if input_ids is None:
             raise ValueError("TFBlipModel needs input_ids and pixel_values")
+        if return_loss:  # a contrastive loss needs pairs: none when either side is empty
+            rows = (None if pixel_values is None else as_tensor(pixel_values).shape[0], as_tensor(input_ids).shape[0])
+            check_loss_rows("the contrastive loss (return_loss=True)", *rows)
         vision_outputs = _image_features(
             self,
             pixel_values,
@@ -181,7 +193,7 @@ class TFBlipModel(_KerasTraining, TFBlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class TFBlipForConditionalGeneration(_KerasTraining, TFBlipPreTrainedModel):
+class TFBlipForConditionalGeneration(TFGenerationMixin, _KerasTraining, TFBlipPreTrainedModel):
     """Image captioning in Keras 3; twin of `blip_torch.BlipForConditionalGeneration`.
 
     `generate` decodes inside `tf.function(jit_compile=True)` and returns int32 ids.
@@ -208,8 +220,11 @@ class TFBlipForConditionalGeneration(_KerasTraining, TFBlipPreTrainedModel):
     def untied_names(self) -> frozenset[str]:
         return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
 
-    def get_input_embeddings(self) -> keras.layers.Layer:
-        return self.vision_model.embeddings.patch_embedding
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.text_decoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
+        self.text_decoder.set_input_embeddings(value)
 
     def call(
         self,
@@ -241,6 +256,7 @@ class TFBlipForConditionalGeneration(_KerasTraining, TFBlipPreTrainedModel):
             training=training,
         )
         image_embeds = vision_outputs.last_hidden_state
+        _check_pairing(image_embeds.shape[0], as_tensor(input_ids).shape[0])
         outputs = self.text_decoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -267,11 +283,23 @@ class TFBlipForConditionalGeneration(_KerasTraining, TFBlipPreTrainedModel):
         attention_mask: Any = None,
         interpolate_pos_encoding: bool = False,
         **generate_kwargs: Any,
-    ) -> tf.Tensor:
-        """Caption images; int32 ids (batch * num_return_sequences, length) begin with BOS (and the prompt)."""
-        config = GenerationConfig.from_kwargs(**generate_kwargs)
+    ) -> Any:
+        """Caption images; int32 ids (batch * num_return_sequences, length) begin with BOS (and the prompt).
+
+        Options as `BlipForConditionalGeneration.generate`'s, except `max_time` and `streamer`.
+        """
+        options = self.generation_options(generate_kwargs, "tf")
         text = self.config.text_config
+        tokens = special_tokens(options, text)
         pixel_values = as_tensor(pixel_values, tf.float32)
+        images = _batch_size(pixel_values, "pixel_values")
+        rows = prompt_rows(
+            _to_numpy(input_ids), _to_numpy(attention_mask), images, tokens.start, CLS_TOKEN_ID, text.sep_token_id
+        )
+        for row in rows:  # a prompt too long fails here, before any kernel runs
+            options.check_room(len(row), text.max_position_embeddings)
+        if not rows:
+            return empty_output(options)
         encode = inference_function(
             self,
             ("images", interpolate_pos_encoding, *pixel_values.shape[1:]),
@@ -279,15 +307,7 @@ class TFBlipForConditionalGeneration(_KerasTraining, TFBlipPreTrainedModel):
             [pixel_signature(pixel_values)],
         )
         image_embeds = encode(pixel_values)
-        rows = prompt_rows(
-            _to_numpy(input_ids),
-            _to_numpy(attention_mask),
-            image_embeds.shape[0],
-            text.bos_token_id,
-            CLS_TOKEN_ID,
-            text.sep_token_id,
-        )
-        return decode(self.text_decoder, rows, image_embeds, None, config)
+        return decode(self.text_decoder, rows, image_embeds, None, options, tokens)
 
 
 class TFBlipForImageTextRetrieval(_KerasTraining, TFBlipPreTrainedModel):
@@ -310,8 +330,11 @@ class TFBlipForImageTextRetrieval(_KerasTraining, TFBlipPreTrainedModel):
         for layer in (self.vision_model, self.text_encoder, self.vision_proj, self.text_proj, self.itm_head):
             layer.build()
 
-    def get_input_embeddings(self) -> keras.layers.Layer:
-        return self.vision_model.embeddings.patch_embedding
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
+        self.text_encoder.set_input_embeddings(value)
 
     def call(
         self,
@@ -369,14 +392,7 @@ class TFBlipForImageTextRetrieval(_KerasTraining, TFBlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-def _check_pairing(images: int, texts: int) -> None:
-    if images is not None and texts is not None and images != texts and images != 1:
-        raise ValueError(
-            f"ITM pairs image i with text i: got {images} images and {texts} texts (give equal numbers, or one image)"
-        )
-
-
-class TFBlipForQuestionAnswering(_KerasTraining, TFBlipPreTrainedModel):
+class TFBlipForQuestionAnswering(TFGenerationMixin, _KerasTraining, TFBlipPreTrainedModel):
     """Visual question answering in Keras 3; twin of `blip_torch.BlipForQuestionAnswering`."""
 
     config_class = BlipConfig
@@ -401,8 +417,11 @@ class TFBlipForQuestionAnswering(_KerasTraining, TFBlipPreTrainedModel):
     def untied_names(self) -> frozenset[str]:
         return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
 
-    def get_input_embeddings(self) -> keras.layers.Layer:
-        return self.vision_model.embeddings.patch_embedding
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
+        self.text_encoder.set_input_embeddings(value)
 
     def _question_embeds(
         self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, training=False, **vision_kwargs
@@ -461,6 +480,7 @@ class TFBlipForQuestionAnswering(_KerasTraining, TFBlipPreTrainedModel):
             decoder_input_ids = tf.where(
                 labels == IGNORE_INDEX, tf.cast(self.decoder_pad_token_id, labels.dtype), labels
             )
+        check_answers(question_embeds.shape[0], as_tensor(decoder_input_ids).shape[0])
         answer_output = self.text_decoder(
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
@@ -489,10 +509,21 @@ class TFBlipForQuestionAnswering(_KerasTraining, TFBlipPreTrainedModel):
         attention_mask: Any = None,
         interpolate_pos_encoding: bool = False,
         **generate_kwargs: Any,
-    ) -> tf.Tensor:
-        """Answer questions about images; int32 ids (batch * num_return_sequences, length) begin with BOS."""
-        config = GenerationConfig.from_kwargs(**generate_kwargs)
+    ) -> Any:
+        """Answer questions about images; int32 ids (batch * num_return_sequences, length) begin with BOS.
+
+        Takes the options `TFBlipForConditionalGeneration.generate` takes.
+        """
+        options = self.generation_options(generate_kwargs, "tf")
+        tokens = special_tokens(options, self.config.text_config, self.decoder_start_token_id)
+        if input_ids is None:
+            raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
         input_ids, pixel_values = as_tensor(input_ids, tf.int32), as_tensor(pixel_values, tf.float32)
+        images, questions = _batch_size(pixel_values, "pixel_values"), _batch_size(input_ids, "input_ids")
+        _check_pairing(images, questions)
+        check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
+        if not questions or not images:
+            return empty_output(options)
         mask = tf.ones_like(input_ids) if attention_mask is None else as_tensor(attention_mask, tf.int32)
         encode = inference_function(
             self,
@@ -505,8 +536,8 @@ class TFBlipForQuestionAnswering(_KerasTraining, TFBlipPreTrainedModel):
             ],
         )
         question_embeds = encode(input_ids, pixel_values, mask)
-        rows = [[self.decoder_start_token_id] for _ in range(question_embeds.shape[0])]
-        return decode(self.text_decoder, rows, question_embeds, mask, config)
+        rows = [[tokens.start] for _ in range(question_embeds.shape[0])]
+        return decode(self.text_decoder, rows, question_embeds, mask, options, tokens)
 
 
 def _to_numpy(tensor: Any) -> Any:
@@ -515,3 +546,11 @@ def _to_numpy(tensor: Any) -> Any:
     if hasattr(tensor, "detach"):
         return tensor.detach().cpu().numpy()
     return np.asarray(tensor)
+
+
+def _batch_size(values: Any, name: str) -> int:
+    """Rows of a (batch, ...) input, read before anything runs (generate stops early on an empty batch)."""
+    shape = getattr(values, "shape", None)
+    if shape is None or len(shape) < 2:
+        raise ValueError(f"{name} must be a tensor of shape (batch, ...), got {type(values).__name__}")
+    return int(shape[0])

@@ -7,15 +7,20 @@ gets its own kernel.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from blip_core.configuration import BlipTextConfig
+from blip_core.empty_batch import cache_entry_shapes, is_empty
+from blip_core.empty_batch import text_output as empty_text_output
+from blip_core.limits import check_text_shape
 from blip_core.model_constants import IGNORE_INDEX
 from blip_core.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
 from blip_tf.cache import TFKVCache
+from blip_tf.input_checks import check_inputs, check_labels
 from blip_tf.modeling_utils import (
     TFBlipPreTrainedModel,
     TFLinear,
@@ -464,9 +469,7 @@ class TFBlipTextModel(TFBlipPreTrainedModel):
         use_cache = (self.config.use_cache if use_cache is None else use_cache) and is_decoder
         if (input_ids is None) == (inputs_embeds is None and encoder_embeds is None):
             raise ValueError("pass exactly one of input_ids, inputs_embeds or encoder_embeds")
-        input_ids = as_tensor(input_ids)
-        if input_ids is not None:
-            check_ids(input_ids, self.config)
+        input_ids, position_ids = as_tensor(input_ids), as_tensor(position_ids)
         cache = (
             past_key_values
             if past_key_values is not None
@@ -478,24 +481,25 @@ class TFBlipTextModel(TFBlipPreTrainedModel):
             if input_ids is not None
             else as_tensor(inputs_embeds if inputs_embeds is not None else encoder_embeds)
         )
-        length = first.shape[1] if first.shape[1] is not None else tf.shape(first)[1]  # static when known
-        if isinstance(past, int) and isinstance(length, int) and past + length > self.config.max_position_embeddings:
-            if position_ids is None:
-                raise ValueError(
-                    f"sequence of {past + length} tokens exceeds "
-                    f"max_position_embeddings ({self.config.max_position_embeddings})"
-                )
+        batch, length = check_text_shape(tuple(first.shape), input_ids is not None)  # static, None when unknown
+        check_inputs(input_ids, position_ids, batch, length, past, self.config, encoder_embeds is None)
+        if is_empty(batch):
+            output = self._empty_output(
+                length, past, encoder_hidden_states, cache, use_cache, output_attentions, output_hidden_states
+            )
+            return output if return_dict else output.to_tuple()
+        length = length if length is not None else tf.shape(first)[1]  # static when known
         if encoder_embeds is not None:
             hidden_states = as_tensor(encoder_embeds)
         else:
             hidden_states = self.embeddings(
                 input_ids,
-                position_ids=as_tensor(position_ids),
+                position_ids=position_ids,
                 inputs_embeds=as_tensor(inputs_embeds),
                 past_key_values_length=past,
                 training=training,
             )
-        if attention_mask is None and (length == 1 or not is_decoder):
+        if attention_mask is None and (not is_decoder or length == 1):
             mask = None  # nothing to hide: no padding, and one query position needs no causal mask
         else:
             if attention_mask is None:
@@ -524,14 +528,37 @@ class TFBlipTextModel(TFBlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-def check_ids(input_ids: tf.Tensor, config: BlipTextConfig) -> None:
-    """Token ids must be integers inside the vocabulary: a clear error instead of a gather failure."""
-    if not input_ids.dtype.is_integer:
-        raise TypeError(f"input_ids must be integers, got {input_ids.dtype.name}")
-    if tf.executing_eagerly() and tf.size(input_ids) > 0:
-        low, high = int(tf.reduce_min(input_ids)), int(tf.reduce_max(input_ids))
-        if low < 0 or high >= config.vocab_size:
-            raise ValueError(f"input_ids must lie in [0, {config.vocab_size}), got values from {low} to {high}")
+    def _empty_output(
+        self,
+        length: int,
+        past: int,
+        encoder_hidden_states: Any,
+        cache: TFKVCache | None,
+        use_cache: bool,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions:
+        """0 texts: outputs (and cache entries) of the right shapes, without running a kernel."""
+        encoder_length = None if encoder_hidden_states is None else encoder_hidden_states.shape[1]
+        zeros = functools.partial(tf.zeros, dtype=self.compute_dtype)
+        if cache is not None:
+            self_shape, cross_shape = cache_entry_shapes(self.config, length, encoder_length)
+            for layer in range(self.config.num_hidden_layers):
+                cache.update_self(layer, zeros(self_shape), zeros(self_shape))
+                if cross_shape is not None and cache.cross_entries[layer] is None:
+                    cache.cross_entries[layer] = (zeros(cross_shape), zeros(cross_shape))
+            cache.advance(length)
+        return empty_text_output(
+            self.config,
+            length,
+            past,
+            encoder_length,
+            self.pooler is not None,
+            output_attentions,
+            output_hidden_states,
+            cache if use_cache else None,
+            zeros,
+        )
 
 
 def lm_loss(logits: tf.Tensor, labels: tf.Tensor, label_smoothing: float, reduction: str) -> tf.Tensor:
@@ -577,6 +604,9 @@ class TFBlipTextLMHeadModel(TFBlipPreTrainedModel):
     def get_input_embeddings(self) -> keras.layers.Embedding:
         return self.bert.get_input_embeddings()
 
+    def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
+        self.bert.set_input_embeddings(value)
+
     def get_output_embeddings(self) -> TFLinear:
         return self.cls.predictions.decoder
 
@@ -613,6 +643,8 @@ class TFBlipTextLMHeadModel(TFBlipPreTrainedModel):
     ) -> CausalLMOutputWithCrossAttentions | tuple | tf.Tensor:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         if labels is not None:
+            labels = as_tensor(labels)
+            check_labels(labels, self.config)
             use_cache = False
         outputs = self.bert(
             input_ids,
@@ -630,10 +662,14 @@ class TFBlipTextLMHeadModel(TFBlipPreTrainedModel):
             is_decoder=is_decoder,
             training=training,
         )
-        logits = self.cls(outputs.last_hidden_state)
+        sequence_output = outputs.last_hidden_state
+        if is_empty(sequence_output.shape[0]):  # 0 texts: logits of the right shape, no kernel
+            logits = tf.zeros((*sequence_output.shape[:2], self.config.vocab_size), sequence_output.dtype)
+        else:
+            logits = self.cls(sequence_output)
         if return_logits:
             return logits[:, :-1]
-        loss = lm_loss(logits, as_tensor(labels), self.label_smoothing, reduction) if labels is not None else None
+        loss = lm_loss(logits, labels, self.label_smoothing, reduction) if labels is not None else None
         output = CausalLMOutputWithCrossAttentions(
             loss, logits, outputs.past_key_values, outputs.hidden_states, outputs.attentions, outputs.cross_attentions
         )

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from blip_core.limits import check_loss_rows
 from blip_core.model_constants import ITC_TEMPERATURE
 
 
@@ -38,19 +39,25 @@ def itm_objective(
 ) -> tf.Tensor:
     """The ITM + ITC loss given the ITM head's scores (Keras' compute_loss has those already). The
     matched pairs, wherever they sit in the batch, are each other's contrastive negatives; a batch
-    without any has no ITC term."""
+    without any has no ITC term. Raises ValueError for an empty batch (unchecked inside a graph)."""
+    check_loss_rows("the image-text matching loss", match.shape[0])
     match = tf.cast(match, tf.int32)
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(match, tf.cast(scores, tf.float32)))
     matched_rows = tf.equal(match, 1)
     count = tf.reduce_sum(tf.cast(matched_rows, tf.int32))
-    matched = {key: tf.boolean_mask(value, matched_rows) for key, value in inputs.items()}
-    similarity = (
-        tf.cast(model(**matched, use_itm_head=False, training=training).itm_score, tf.float32) / ITC_TEMPERATURE
-    )
-    # cross-entropy with targets 0..count-1, written so an empty (0, 0) similarity gives 0, not an error
-    forward = -tf.reduce_sum(tf.linalg.diag_part(tf.nn.log_softmax(similarity, axis=-1)))
-    backward = -tf.reduce_sum(tf.linalg.diag_part(tf.nn.log_softmax(similarity, axis=0)))
-    return loss + tf.math.divide_no_nan(forward + backward, 2.0 * tf.cast(count, tf.float32))
+
+    def contrastive() -> tf.Tensor:
+        matched = {key: tf.boolean_mask(value, matched_rows) for key, value in inputs.items()}
+        similarity = model(**matched, use_itm_head=False, training=training).itm_score
+        similarity = tf.cast(similarity, tf.float32) / ITC_TEMPERATURE  # (matched, matched)
+        targets = tf.range(count)
+        forward = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, similarity))
+        backward = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.transpose(similarity)))
+        return (forward + backward) / 2
+
+    # Forced difference: the batch's match labels are only known when it runs (Keras traces `fit`), so the
+    # branch is a tf.cond; with no matched pair the model never runs on an empty batch, eager or traced.
+    return loss + tf.cond(count > 0, contrastive, lambda: tf.zeros((), tf.float32))
 
 
 def batch_loss(model: Any, batch: dict[str, tf.Tensor], training: bool = True) -> tf.Tensor:

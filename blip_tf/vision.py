@@ -7,13 +7,17 @@ TF port lacks) uses `blip_core`'s bicubic matrix, exactly as the PyTorch twin.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from blip_core.configuration import BlipVisionConfig
+from blip_core.empty_batch import is_empty
+from blip_core.empty_batch import vision_output as empty_vision_output
 from blip_core.interpolation import bicubic_matrix
+from blip_core.limits import check_pixel_shape, vision_tokens
 from blip_core.model_constants import num_positions, patch_grid
 from blip_core.outputs import BaseModelOutputWithPooling
 from blip_tf.modeling_utils import (
@@ -65,10 +69,11 @@ class TFBlipVisionEmbeddings(_OwnWeights, keras.layers.Layer):
 
     def call(self, pixel_values: tf.Tensor, interpolate_pos_encoding: bool = False) -> tf.Tensor:
         batch, _, height, width = pixel_values.shape
+        vision_tokens(self.config, height, width, interpolate_pos_encoding)  # the image fits the position table
         channels_last = tf.transpose(
             pixel_values, (0, 2, 3, 1)
         )  # (B, C, H, W) -> (B, H, W, C): Keras convolves channels-last
-        patches = self.patch_embedding(tf.cast(channels_last, self.compute_dtype))  # (B, R, C, D)
+        patches = self._patches(tf.cast(channels_last, self.compute_dtype))  # (B, R, C, D)
         patches = tf.reshape(patches, (-1, patches.shape[1] * patches.shape[2], patches.shape[-1]))  # (B, R*C, D)
         class_token = tf.cast(tf.tile(self.class_embedding, (tf.shape(patches)[0], 1, 1)), patches.dtype)
         tokens = tf.concat([class_token, patches], axis=1)
@@ -76,13 +81,20 @@ class TFBlipVisionEmbeddings(_OwnWeights, keras.layers.Layer):
             positions = self.interpolate_pos_encoding(height, width)
         else:
             positions = tf.convert_to_tensor(self.position_embedding)
-            if positions.shape[1] != tokens.shape[1]:
-                raise ValueError(
-                    f"pixel_values of size {height}x{width} give {tokens.shape[1] - 1} patches but the model was "
-                    f"trained at {self.config.image_size}x{self.config.image_size} ({positions.shape[1] - 1} patches); "
-                    "resize the images or pass interpolate_pos_encoding=True"
-                )
-        return tokens + tf.cast(positions[:, : tokens.shape[1]], tokens.dtype)
+        return tokens + tf.cast(positions, tokens.dtype)
+
+    def _patches(self, channels_last: tf.Tensor) -> tf.Tensor:
+        """The patch convolution. Forced difference: oneDNN's Conv2D (AVX-512 CPUs) returns a wrong shape for
+        0 images, so a graph whose batch size is unknown runs it only on a non-empty batch."""
+        if channels_last.shape[0] is not None:  # known (eager): the model never passes 0 images
+            return self.patch_embedding(channels_last)
+        _, height, width, _ = channels_last.shape
+        empty = (0, height // self.patch_size, width // self.patch_size, self.config.hidden_size)
+        return tf.cond(
+            tf.shape(channels_last)[0] > 0,
+            lambda: self.patch_embedding(channels_last),
+            lambda: tf.zeros(empty, channels_last.dtype),
+        )
 
 
 class TFBlipAttention(keras.layers.Layer):
@@ -220,13 +232,23 @@ class TFBlipVisionModel(TFBlipPreTrainedModel):
         if pixel_values is None:
             raise ValueError("TFBlipVisionModel needs pixel_values of shape (batch, 3, height, width)")
         pixel_values = as_tensor(pixel_values)
-        if pixel_values.shape.rank != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(f"pixel_values must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}")
+        check_pixel_shape(tuple(pixel_values.shape))
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        if is_empty(pixel_values.shape[0]):  # 0 images: outputs of the right shapes, no kernel
+            zeros = functools.partial(tf.zeros, dtype=self.compute_dtype)
+            output = empty_vision_output(
+                self.config,
+                tuple(pixel_values.shape),
+                interpolate_pos_encoding,
+                output_attentions,
+                output_hidden_states,
+                zeros,
+            )
+            return output if return_dict else output.to_tuple()
         hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
         hidden_states, all_hidden, all_attentions = self.encoder(
             hidden_states,

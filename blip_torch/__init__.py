@@ -2,6 +2,7 @@
 
 import functools
 
+from blip_core.generation_config import GenerationConfig
 from blip_core.pipelines import pipeline as _pipeline
 from blip_torch.auto import AutoModel, AutoModelForImageTextToText, AutoModelForVisualQuestionAnswering
 from blip_torch.models import (
@@ -27,5 +28,6 @@ __all__ = [
     "BlipTextLMHeadModel",
     "BlipTextModel",
     "BlipVisionModel",
+    "GenerationConfig",
     "pipeline",
 ]

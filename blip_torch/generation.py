@@ -1,27 +1,25 @@
-"""Decoding for the captioning and VQA decoders: greedy, sampling, beam search.
+"""Decoding for the captioning and VQA decoders: the state, greedy and sampling (beams: `beam_search.py`).
 
-The rules (processor order, beam bookkeeping, length penalty, early
-stopping, output padding) are `transformers`' 4.57 ones, so greedy and beam
-ids match it; the mechanics are this project's: prompts left-padded with
-per-row positions (each row gets its single-row result), a preallocated
-self-attention cache, and cross-attention keys/values computed once and
-shared by all rows of an image (beam reorders copy only the self cache).
+The rules (processor order, lengths, output padding, returned scores) are
+`transformers`' 4.57 ones, so greedy ids match it; the mechanics are this
+project's: prompts left-padded with per-row positions (each row gets its
+single-row result), a preallocated self-attention cache, and cross-attention
+keys/values computed once and shared by all rows of an image.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 
-from blip_core.generation_config import GenerationConfig
-from blip_core.outputs import GenerateOutput
+from blip_core.generation_options import GenerationOptions, SpecialTokens
+from blip_core.outputs import GenerateDecoderOnlyOutput
 from blip_core.prompts import left_pad
 from blip_torch.cache import KVCache
+from blip_torch.logits_processors import Step, process
 from blip_torch.modeling_utils import additive_mask, attend
-
-NEG_INF = float("-inf")
-NEVER = -1.0e9  # transformers' "never choose this beam" score
 
 
 @dataclass
@@ -37,13 +35,15 @@ class Decoding:
     max_new: torch.Tensor  # (N,) new-token budget
     min_total: torch.Tensor  # (N,) minimum total length before EOS is allowed
     seen: torch.Tensor | None  # (N, V) tokens present so far, for the repetition penalty
+    prompt: torch.Tensor  # (N, P) the left-padded prompts (the encoder n-gram ban reads them)
+    prompt_tokens: torch.Tensor | None  # (N, V) tokens of the prompt, for the encoder repetition penalty
 
     def expand(self, repeats: int) -> None:
         """Give every image `repeats` rows (image-major)."""
         if repeats == 1:
             return
         self.cache.expand(repeats)
-        for name in ("key_mask", "prompt_lengths", "max_new", "min_total", "seen"):
+        for name in ("key_mask", "prompt_lengths", "max_new", "min_total", "seen", "prompt", "prompt_tokens"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.repeat_interleave(repeats, 0))
@@ -51,6 +51,12 @@ class Decoding:
     def mark(self, tokens: torch.Tensor) -> None:
         if self.seen is not None:
             self.seen.scatter_(1, tokens[:, None], True)
+
+    def reorder(self, order: torch.Tensor) -> None:
+        """Rows take the cache and seen tokens of rows `order` (beams of the same image)."""
+        self.cache.reorder(order)
+        if self.seen is not None:
+            self.seen = self.seen.index_select(0, order)
 
     def step(self, tokens: torch.Tensor, generated: int) -> torch.Tensor:
         """Feed one new token per row; the float32 logits of the next one (N, V)."""
@@ -127,14 +133,22 @@ def _residual_norm(context: torch.Tensor, hidden: torch.Tensor, output: torch.nn
     return _norm(output.dense.forward(merged) + hidden, output.LayerNorm)
 
 
-def start(decoder, rows: list[list[int]], encoder_hidden_states, encoder_attention_mask, config: GenerationConfig):
+def _token_mask(ids: torch.Tensor, mask: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """(N, V) bool: the tokens each row holds (where `mask` is 1)."""
+    found = torch.zeros(ids.shape[0], vocab_size, dtype=torch.bool, device=ids.device)
+    return found.scatter_(1, ids, mask.bool())
+
+
+def start(decoder, rows: list[list[int]], encoder_hidden_states, encoder_attention_mask, options: GenerationOptions):
     """Left-pad the prompts, size the cache and run the prompts once (one row per image).
 
     Returns the decoding state, the padded prompt ids (B, P) and the first logits (B, V).
+    Raises `ValueError` when a prompt leaves no room for a new token or exceeds `max_length`.
     """
+    text = decoder.config
     device = encoder_hidden_states.device
-    ids, mask, positions = (torch.from_numpy(a).to(device) for a in left_pad(rows, decoder.config.pad_token_id))
-    limits = [config.length_limits(len(row), decoder.config.max_position_embeddings) for row in rows]
+    limits = [options.length_limits(len(row), text.max_position_embeddings) for row in rows]
+    ids, mask, positions = (torch.from_numpy(a).to(device) for a in left_pad(rows, text.pad_token_id))
     max_new = torch.tensor([limit[0] for limit in limits], device=device)
     min_total = torch.tensor([limit[1] for limit in limits], device=device)
     capacity = ids.shape[1] + int(max_new.max())
@@ -143,13 +157,21 @@ def start(decoder, rows: list[list[int]], encoder_hidden_states, encoder_attenti
     if padded:
         key_mask = torch.ones(len(rows), capacity, dtype=torch.long, device=device)
         key_mask[:, : ids.shape[1]] = mask
-    seen = None
-    if config.repetition_penalty != 1.0:
-        seen = torch.zeros(len(rows), decoder.config.vocab_size, dtype=torch.bool, device=device)
-        seen.scatter_(1, ids, mask.bool())
-    cache = KVCache(decoder.config.num_hidden_layers, capacity)
+    seen = _token_mask(ids, mask, text.vocab_size) if options.repetition_penalty != 1.0 else None
+    prompt_tokens = _token_mask(ids, mask, text.vocab_size) if options.encoder_repetition_penalty != 1.0 else None
+    cache = KVCache(text.num_hidden_layers, capacity)
     state = Decoding(
-        decoder, cache, encoder_hidden_states, encoder_attention_mask, key_mask, mask.sum(1), max_new, min_total, seen
+        decoder,
+        cache,
+        encoder_hidden_states,
+        encoder_attention_mask,
+        key_mask,
+        mask.sum(1),
+        max_new,
+        min_total,
+        seen,
+        ids,
+        prompt_tokens,
     )
     out = decoder(
         input_ids=ids,
@@ -164,175 +186,70 @@ def start(decoder, rows: list[list[int]], encoder_hidden_states, encoder_attenti
     return state, ids, out.logits[:, -1].float()
 
 
-# -- logits processors and warpers, in blip_core.generation_config.LOGITS_PROCESSOR_ORDER ---------
+def is_end(tokens: torch.Tensor, tokens_ids: SpecialTokens) -> torch.Tensor:
+    """Whether each token is one of the end tokens."""
+    if len(tokens_ids.eos) == 1:
+        return tokens == tokens_ids.eos[0]
+    return torch.isin(tokens, torch.tensor(tokens_ids.eos, device=tokens.device))
 
 
-def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    penalized = torch.where(scores < 0, scores * penalty, scores / penalty)
-    return torch.where(seen, penalized, scores)
+def random_generator(options: GenerationOptions, device: torch.device) -> torch.Generator | None:
+    return torch.Generator(device).manual_seed(options.seed) if options.seed is not None else None
 
 
-def min_length(scores: torch.Tensor, lengths: torch.Tensor, min_total: torch.Tensor, eos_id: int) -> torch.Tensor:
-    """Forbid EOS in rows shorter than their minimum length."""
-    short = lengths < min_total
-    if not bool(short.any()):
-        return scores
-    scores = scores.clone()
-    scores[short, eos_id] = NEG_INF
-    return scores
-
-
-def top_k_filter(scores: torch.Tensor, top_k: int, keep: int) -> torch.Tensor:
-    top_k = min(max(top_k, keep), scores.shape[-1])
-    threshold = torch.topk(scores, top_k)[0][..., -1, None]
-    return scores.masked_fill(scores < threshold, NEG_INF)
-
-
-def top_p_filter(scores: torch.Tensor, top_p: float, keep: int) -> torch.Tensor:
-    sorted_scores, order = torch.sort(scores, descending=False)
-    remove = sorted_scores.softmax(dim=-1).cumsum(dim=-1) <= (1 - top_p)
-    remove[..., -keep:] = False
-    return scores.masked_fill(remove.scatter(1, order, remove), NEG_INF)
-
-
-def process(
-    scores: torch.Tensor, state: Decoding, generated: int, config: GenerationConfig, eos_id: int
-) -> torch.Tensor:
-    if config.repetition_penalty != 1.0:
-        scores = repetition_penalty(scores, state.seen, config.repetition_penalty)
-    scores = min_length(scores, state.prompt_lengths + generated, state.min_total, eos_id)
-    if config.do_sample:
-        keep = 2 if config.is_beam else 1
-        if config.temperature != 1.0:
-            scores = scores / config.temperature
-        if config.top_k:
-            scores = top_k_filter(scores, config.top_k, keep)
-        if config.top_p < 1.0:
-            scores = top_p_filter(scores, config.top_p, keep)
-    return scores
-
-
-def _generator(config: GenerationConfig, device: torch.device) -> torch.Generator | None:
-    return torch.Generator(device).manual_seed(config.seed) if config.seed is not None else None
-
-
-# -- decoding loops -------------------------------------------------------------------------
+def out_of_time(options: GenerationOptions, began: float) -> bool:
+    """`max_time` (seconds since decoding began) has passed: every row stops, as `transformers` does."""
+    return options.max_time is not None and time.monotonic() - began > options.max_time
 
 
 def greedy_or_sample(
-    state: Decoding, prompt: torch.Tensor, logits: torch.Tensor, config: GenerationConfig, eos_id: int, pad_id: int
-) -> GenerateOutput:
-    """One token per row per step, picked by argmax or by sampling; finished rows get `pad_id`."""
-    repeats = config.num_return_sequences if config.do_sample else 1
+    state: Decoding, prompt: torch.Tensor, logits: torch.Tensor, options: GenerationOptions, tokens: SpecialTokens
+) -> GenerateDecoderOnlyOutput:
+    """One token per row per step, picked by argmax or by sampling; finished rows get the pad id."""
+    began = time.monotonic()
+    repeats = options.num_return_sequences if options.do_sample else 1
     state.expand(repeats)
     prompt, logits = prompt.repeat_interleave(repeats, 0), logits.repeat_interleave(repeats, 0)
-    generator = _generator(config, prompt.device)
+    width, steps = prompt.shape[1], int(state.max_new.max())
+    history = None
+    if options.needs_history:  # the whole rows, for the processors that read them
+        history = torch.full((prompt.shape[0], width + steps), tokens.pad, dtype=prompt.dtype, device=prompt.device)
+        history[:, :width] = prompt
+    generator = random_generator(options, prompt.device)
+    streamer = options.streamer
+    if streamer is not None:
+        streamer.put(prompt.cpu())
     unfinished = state.max_new > 0
-    chosen, all_scores = [], []
-    for generated in range(int(state.max_new.max())):
-        scores = process(logits, state, generated, config, eos_id)
-        if config.output_scores:
+    chosen, all_scores, all_logits = [], [], []
+    for generated in range(steps):
+        scores = process(logits, Step(state, generated, options, tokens, history, width + generated))
+        if options.output_scores:
             all_scores.append(scores)
-        tokens = (
+        if options.output_logits:
+            all_logits.append(logits)
+        picked = (
             torch.multinomial(scores.softmax(-1), 1, generator=generator)[:, 0]
-            if config.do_sample
+            if options.do_sample
             else scores.argmax(-1)
         )
-        tokens = torch.where(unfinished, tokens, torch.full_like(tokens, pad_id))
-        chosen.append(tokens)
-        unfinished = unfinished & (tokens != eos_id) & (generated + 1 < state.max_new)
-        if not bool(unfinished.any()):
+        picked = torch.where(unfinished, picked, torch.full_like(picked, tokens.pad))
+        chosen.append(picked)
+        if history is not None:
+            history[:, width + generated] = picked
+        if streamer is not None:
+            streamer.put(picked.cpu())
+        unfinished = unfinished & ~is_end(picked, tokens) & (generated + 1 < state.max_new)
+        if not bool(unfinished.any()) or out_of_time(options, began):
             break
-        state.mark(tokens)
-        logits = state.step(tokens, generated + 1)
+        state.mark(picked)
+        logits = state.step(picked, generated + 1)
+    if streamer is not None:
+        streamer.end()
     sequences = torch.cat([prompt, torch.stack(chosen, 1)], 1) if chosen else prompt
-    return GenerateOutput(sequences=sequences, scores=tuple(all_scores) if config.output_scores else None)
-
-
-def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """values (B, K, ...) gathered along beams by index (B, J) -> (B, J, ...)."""
-    shape = index.shape + values.shape[2:]
-    return values.gather(1, index.view(*index.shape, *([1] * (values.dim() - 2))).expand(shape))
-
-
-def beam_search(
-    state: Decoding, prompt: torch.Tensor, logits: torch.Tensor, config: GenerationConfig, eos_id: int, pad_id: int
-) -> GenerateOutput:
-    """`transformers`' vectorised beam search (optionally sampling the candidates)."""
-    batch, beams, lp = prompt.shape[0], config.num_beams, config.length_penalty
-    state.expand(beams)
-    logits = logits.repeat_interleave(beams, 0)
-    device, width, vocab = prompt.device, prompt.shape[1], logits.shape[-1]
-    keep = 2 * beams
-    budget = state.max_new.view(batch, beams)[:, 0]  # (B,) new-token budget per image
-    total = width + int(budget.max())
-    running = torch.full((batch, beams, total), eos_id, dtype=torch.long, device=device)  # transformers fills with EOS
-    running[:, :, :width] = prompt[:, None]
-    finished = running.clone()
-    running_scores = torch.zeros(batch, beams, device=device)
-    running_scores[:, 1:] = NEVER
-    finished_scores = torch.full((batch, beams), NEVER, device=device)
-    finished_lengths = torch.zeros(batch, beams, dtype=torch.long, device=device)
-    is_finished = torch.zeros(batch, beams, dtype=torch.bool, device=device)
-    improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
-    top_beams = torch.arange(keep, device=device) < beams
-    offsets = torch.arange(batch, device=device)[:, None] * beams
-    generator, all_scores = _generator(config, device), []
-    for generated in range(int(budget.max())):
-        cursor = width + generated
-        scores = process(torch.log_softmax(logits, -1), state, generated, config, eos_id)
-        if config.output_scores:
-            all_scores.append(scores)
-        totals = (scores.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, beams * vocab)
-        if config.do_sample:
-            index = torch.multinomial(totals.softmax(-1), keep, generator=generator)
-            top = totals.gather(1, index)
-        else:
-            top, index = torch.topk(totals, keep)
-        source, tokens = index // vocab, index % vocab
-        candidates = _gather(running, source)
-        candidates[:, :, cursor] = tokens
-        hits = (tokens == eos_id) | (generated + 1 >= budget[:, None])
-        # The best candidates that go on.
-        going = top + hits.float() * NEVER
-        pick = torch.topk(going, beams)[1]
-        running, running_scores, parents = _gather(candidates, pick), _gather(going, pick), _gather(source, pick)
-        # The best finished hypotheses so far.
-        done = hits & top_beams
-        done_scores = top / float(generated + 1) ** lp
-        full = is_finished.all(-1, keepdim=True) & (config.early_stopping is True)
-        done_scores = done_scores + (full | ~improvable | ~done).float() * NEVER
-        merged = torch.topk(torch.cat([finished_scores, done_scores], 1), beams)[1]
-        finished = _gather(torch.cat([finished, candidates], 1), merged)
-        finished_scores = _gather(torch.cat([finished_scores, done_scores], 1), merged)
-        finished_lengths = _gather(
-            torch.cat([finished_lengths, torch.full_like(done_scores, generated + 1, dtype=torch.long)], 1), merged
-        )
-        is_finished = _gather(torch.cat([is_finished, done], 1), merged)
-        # Can anything still improve?
-        horizon = budget[:, None].float() if config.early_stopping == "never" and lp > 0 else float(generated + 1)
-        best_running = running_scores[:, :1] / horizon**lp
-        worst_finished = torch.where(
-            is_finished, finished_scores.min(1, keepdim=True)[0], torch.full_like(finished_scores, NEVER)
-        )
-        improvable = improvable & (best_running > worst_finished).any(-1, keepdim=True)
-        open_beams = not (bool(is_finished.all()) and config.early_stopping is True)
-        if not (bool(improvable.any()) and open_beams and not bool(hits.all())):
-            break
-        order = (parents + offsets).view(-1)
-        state.cache.reorder(order)
-        if state.seen is not None:
-            state.seen = state.seen.index_select(0, order)
-        tokens = running[:, :, cursor].reshape(-1)
-        state.mark(tokens)
-        logits = state.step(tokens, generated + 1)
-    count = config.num_return_sequences
-    length = width + int(finished_lengths[:, :count].max())
-    sequences = finished[:, :count, :length].reshape(batch * count, length)
-    return GenerateOutput(
+    return GenerateDecoderOnlyOutput(
         sequences=sequences,
-        scores=tuple(all_scores) if config.output_scores else None,
-        sequences_scores=finished_scores[:, :count].reshape(-1),
+        scores=tuple(all_scores) if options.output_scores else None,
+        logits=tuple(all_logits) if options.output_logits else None,
     )
 
 
@@ -341,12 +258,72 @@ def generate(
     rows: list[list[int]],
     encoder_hidden_states: torch.Tensor,
     encoder_attention_mask: torch.Tensor | None,
-    config: GenerationConfig,
-) -> torch.Tensor | GenerateOutput:
-    """Decode one prompt row per image; ids begin with BOS, prompts come left-padded with pad id."""
-    eos_id, pad_id = decoder.config.sep_token_id, decoder.config.pad_token_id
+    options: GenerationOptions,
+    tokens: SpecialTokens,
+) -> torch.Tensor | GenerateDecoderOnlyOutput:
+    """Decode one prompt row per image; ids begin with the start token, prompts come left-padded with pad id."""
+    from blip_torch.beam_search import beam_search, group_beam_search
+
+    if not rows:
+        return empty_output(options, encoder_hidden_states.device)
     with torch.no_grad():
-        state, prompt, logits = start(decoder, rows, encoder_hidden_states, encoder_attention_mask, config)
-        loop = beam_search if config.is_beam else greedy_or_sample
-        output = loop(state, prompt, logits, config, eos_id, pad_id)
-    return output if config.return_dict_in_generate else output.sequences
+        state, prompt, logits = start(decoder, rows, encoder_hidden_states, encoder_attention_mask, options)
+        loop = group_beam_search if options.is_group_beam else beam_search if options.is_beam else greedy_or_sample
+        output = loop(state, prompt, logits, options, tokens)
+    return output if options.return_dict_in_generate else output.sequences
+
+
+def empty_output(options: GenerationOptions, device: torch.device) -> torch.Tensor | GenerateDecoderOnlyOutput:
+    """A batch of no images: (0, 1) ids (and empty scores) without running the model."""
+    from blip_core.outputs import empty_generate_output
+
+    sequences = torch.zeros((0, 1), dtype=torch.long, device=device)
+    if not options.return_dict_in_generate:
+        return sequences
+    return empty_generate_output(options, sequences, torch.zeros((0,), device=device))
+
+
+def transition_scores(
+    sequences: torch.Tensor,
+    scores: tuple[torch.Tensor, ...],
+    beam_indices: torch.Tensor | None,
+    normalize_logits: bool,
+    vocab_size: int,
+) -> torch.Tensor:
+    """`compute_transition_scores`: the score each generated token had when chosen, (rows, new tokens).
+
+    Beam rows follow `beam_indices` (-1 past a hypothesis' end, where the score is 0).
+    """
+    if beam_indices is None:
+        beam_indices = torch.arange(scores[0].shape[0], device=sequences.device)[:, None].expand(-1, len(scores))
+    stacked = torch.stack(scores).reshape(len(scores), -1).transpose(0, 1)  # (N*V, steps)
+    if normalize_logits:
+        stacked = torch.log_softmax(stacked.reshape(-1, vocab_size, stacked.shape[-1]), dim=1)
+        stacked = stacked.reshape(-1, stacked.shape[-1])
+    unused = beam_indices < 0
+    length = int((~unused).sum(-1).max())
+    unused = unused[:, :length]
+    rows = beam_indices[:, :length].masked_fill(unused, 0)
+    indices = sequences[:, sequences.shape[-1] - length :] + rows * vocab_size
+    return stacked.gather(0, indices).masked_fill(unused, 0.0)
+
+
+class GenerationMixin:
+    """What `transformers`' GenerationMixin adds to the classes that generate, beyond `generate` itself."""
+
+    config: object
+
+    def compute_transition_scores(
+        self,
+        sequences: torch.Tensor,
+        scores: tuple[torch.Tensor, ...],
+        beam_indices: torch.Tensor | None = None,
+        normalize_logits: bool = False,
+    ) -> torch.Tensor:
+        """The score of each generated token when it was chosen, (rows, new tokens) float32.
+
+        `scores` (and `beam_indices` for beam search) come from `generate(..., output_scores=True,
+        return_dict_in_generate=True)`; `normalize_logits` log-softmaxes them first.
+        """
+        vocab_size = self.config.get_text_config().vocab_size
+        return transition_scores(sequences, scores, beam_indices, normalize_logits, vocab_size)

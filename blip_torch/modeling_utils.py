@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from blip_core.configuration import BlipConfigBase
+from blip_core.generation_support import GenerationConfigMixin, load_generation_config
 from blip_core.loading import open_pretrained, resolve_config, split_hub_options, write_pretrained
 from blip_core.model_constants import MASK_FILL_VALUE, activation_name
+from blip_core.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
 from blip_core.weights import CheckpointError, saved_names
 
 _ACTIVATIONS = {
@@ -60,6 +62,8 @@ class Linear(nn.Linear):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not input.numel():  # an empty batch never reaches a kernel (oneDNN's may mishandle 0 rows)
+            return input.new_zeros(*input.shape[:-1], self.out_features)
         weight = self.weight
         if weight.dtype == torch.float32:
             if (
@@ -184,7 +188,7 @@ def to_numpy(tensor: torch.Tensor) -> tuple[np.ndarray, bool]:
     return tensor.numpy(), False
 
 
-class BlipPreTrainedModel(nn.Module):
+class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
     """Base of every class: `from_pretrained`, `save_pretrained`, dtype/device helpers, init."""
 
     config_class: ClassVar[type[BlipConfigBase]]
@@ -205,6 +209,7 @@ class BlipPreTrainedModel(nn.Module):
         if not any(p.is_meta for p in self.parameters()):
             self.apply(self._init_module)
         self.tie_weights()
+        self.init_generation_config()
 
     def _init_module(self, module: nn.Module) -> None:
         """Initialise one module; the outermost model's config decides the scale, as in transformers."""
@@ -223,6 +228,37 @@ class BlipPreTrainedModel(nn.Module):
 
     def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
         """Share the LM-head decoder with the word embeddings, except names in `untied`."""
+
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Give every token-indexed tensor `new_num_tokens` rows (rounded up to `pad_to_multiple_of`).
+
+        The word embeddings of each text stack (VQA has two), the LM head's bias and an untied
+        decoder; added rows follow `blip_core.vocabulary`. Sets `vocab_size` in the text config
+        and returns the input embeddings, as `transformers` does. Raises ValueError for a model
+        without text, or a size that drops the model's pad/BOS/SEP id.
+        """
+        text = text_config_of(self.config, type(self).__name__)
+        size = new_vocab_size(text, new_num_tokens, pad_to_multiple_of)
+        if size is not None and size != text.vocab_size:
+            untied = self.untied_names()
+            std = getattr(self.config, "initializer_range", 0.02)
+            parameters = dict(self.named_parameters(remove_duplicate=False))
+            for param in vocab_params(type(self).__name__, self.config, untied):
+                tensor = parameters[param.name]  # the same Parameter keeps its ties, only its data changes
+                new = resized(tensor.detach().to("cpu", torch.float32).numpy(), size, param, mean_resizing, std)
+                tensor.data = torch.from_numpy(new).to(tensor.device, tensor.dtype)
+            for module in self.modules():
+                if isinstance(module, nn.Embedding):
+                    module.num_embeddings = module.weight.shape[0]
+                    if module.padding_idx is not None and module.padding_idx >= module.num_embeddings:
+                        module.padding_idx = None
+                elif isinstance(module, nn.Linear):
+                    module.out_features = module.weight.shape[0]
+            text.vocab_size = size
+            self.tie_weights(untied)
+        return self.get_input_embeddings()
 
     # -- properties ------------------------------------------------------------------
 
@@ -284,6 +320,9 @@ class BlipPreTrainedModel(nn.Module):
         problems += [name for name, p in model.named_parameters() if p.is_meta]
         if problems:  # the core validated the names; this is a model-tree bug
             raise CheckpointError(f"{cls.__name__} could not take {problems} from {source.path}")
+        generation_config = load_generation_config(pretrained_model_name_or_path, hub) if model.can_generate() else None
+        if generation_config is not None:
+            model.generation_config = generation_config
         target = resolve_device(device, device_map)
         if target is not None:
             model.to(target)
@@ -296,7 +335,8 @@ class BlipPreTrainedModel(nn.Module):
         return frozenset()
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-        """Write `config.json` and a canonical `model.safetensors` (tied aliases omitted), atomically."""
+        """Write `config.json`, a canonical `model.safetensors` (tied aliases omitted) and, for the classes
+        that generate, `generation_config.json`, atomically."""
         if not safe_serialization:
             raise ValueError("only safetensors is written; use blip-convert for pytorch_model.bin")
         state = self.state_dict()
@@ -306,4 +346,12 @@ class BlipPreTrainedModel(nn.Module):
             if is_bf16:
                 bf16.add(name)
         dtype_name = str(self.dtype).replace("torch.", "")
-        return write_pretrained(save_directory, self.config, type(self).__name__, arrays, dtype_name, frozenset(bf16))
+        return write_pretrained(
+            save_directory,
+            self.config,
+            type(self).__name__,
+            arrays,
+            dtype_name,
+            frozenset(bf16),
+            self.generation_config,
+        )

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from blip_core.configuration import BlipConfig, check_vqa_widths
-from blip_core.generation_config import GenerationConfig
+from blip_core.generation_options import special_tokens
+from blip_core.limits import check_answers, check_loss_rows, check_text_length
+from blip_core.limits import check_pairing as _check_pairing
 from blip_core.model_constants import CLS_TOKEN_ID, IGNORE_INDEX
 from blip_core.outputs import (
     BlipForConditionalGenerationModelOutput,
@@ -22,6 +24,7 @@ from blip_core.outputs import (
     BlipTextVisionModelOutput,
 )
 from blip_core.prompts import prompt_rows
+from blip_torch.generation import GenerationMixin, empty_output
 from blip_torch.generation import generate as decode
 from blip_torch.modeling_utils import BlipPreTrainedModel, Linear
 from blip_torch.text import BlipTextLMHeadModel, BlipTextModel
@@ -87,6 +90,12 @@ class BlipModel(BlipPreTrainedModel):
             with torch.no_grad():
                 self.logit_scale.fill_(float(self.config.logit_scale_init_value))
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_model.set_input_embeddings(value)
+
     def get_text_features(
         self, input_ids: torch.Tensor, attention_mask: Any = None, position_ids: Any = None, return_dict: Any = None
     ) -> torch.Tensor:
@@ -134,6 +143,9 @@ class BlipModel(BlipPreTrainedModel):
         )
         if input_ids is None:
             raise ValueError("BlipModel needs input_ids and pixel_values")
+        if return_loss:  # a contrastive loss needs pairs: none when either side is empty
+            rows = (None if pixel_values is None else pixel_values.shape[0], input_ids.shape[0])
+            check_loss_rows("the contrastive loss (return_loss=True)", *rows)
         vision_outputs = _image_features(
             self,
             pixel_values,
@@ -160,7 +172,7 @@ class BlipModel(BlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class BlipForConditionalGeneration(BlipPreTrainedModel):
+class BlipForConditionalGeneration(GenerationMixin, BlipPreTrainedModel):
     """Image captioning (`transformers.BlipForConditionalGeneration`).
 
     >>> ids = model.generate(pixel_values)  # doctest: +SKIP
@@ -184,8 +196,11 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
     def untied_names(self) -> frozenset[str]:
         return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.vision_model.embeddings.patch_embedding
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_decoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_decoder.set_input_embeddings(value)
 
     def forward(
         self,
@@ -213,6 +228,7 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
             output_hidden_states=output_hidden_states,
         )
         image_embeds = vision_outputs.last_hidden_state
+        _check_pairing(image_embeds.shape[0], input_ids.shape[0])
         outputs = self.text_decoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -238,21 +254,26 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         **generate_kwargs: Any,
-    ) -> torch.Tensor:
-        """Caption images; ids (batch * num_return_sequences, length) begin with BOS (and the prompt)."""
-        config = GenerationConfig.from_kwargs(**generate_kwargs)
+    ) -> Any:
+        """Caption images; ids (batch * num_return_sequences, length) begin with BOS (and the prompt).
+
+        Options: `transformers`' generate arguments and `generation_config=` (blip_core.generation_options);
+        with `return_dict_in_generate=True`, an output with `sequences`, `scores`, `sequences_scores`...
+        """
+        options = self.generation_options(generate_kwargs, "pt")
         text = self.config.text_config
+        tokens = special_tokens(options, text)
+        images = _batch_size(pixel_values, "pixel_values")
+        rows = prompt_rows(
+            _to_numpy(input_ids), _to_numpy(attention_mask), images, tokens.start, CLS_TOKEN_ID, text.sep_token_id
+        )
+        for row in rows:  # a prompt too long fails here, before any kernel runs
+            options.check_room(len(row), text.max_position_embeddings)
+        if not rows:
+            return empty_output(options, pixel_values.device)
         with torch.no_grad():
             image_embeds = _image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
-        rows = prompt_rows(
-            _to_numpy(input_ids),
-            _to_numpy(attention_mask),
-            image_embeds.shape[0],
-            text.bos_token_id,
-            CLS_TOKEN_ID,
-            text.sep_token_id,
-        )
-        return decode(self.text_decoder, rows, image_embeds, None, config)
+        return decode(self.text_decoder, rows, image_embeds, None, options, tokens)
 
 
 class BlipForImageTextRetrieval(BlipPreTrainedModel):
@@ -274,8 +295,11 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
         self.decoder_start_token_id = config.text_config.bos_token_id
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.vision_model.embeddings.patch_embedding
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_encoder.set_input_embeddings(value)
 
     def forward(
         self,
@@ -324,14 +348,7 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-def _check_pairing(images: int, texts: int) -> None:
-    if images != texts and images != 1:
-        raise ValueError(
-            f"ITM pairs image i with text i: got {images} images and {texts} texts (give equal numbers, or one image)"
-        )
-
-
-class BlipForQuestionAnswering(BlipPreTrainedModel):
+class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
     """Visual question answering (`transformers.BlipForQuestionAnswering`).
 
     >>> answer_ids = model.generate(input_ids=question_ids, pixel_values=pixels)  # doctest: +SKIP
@@ -355,8 +372,11 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
     def untied_names(self) -> frozenset[str]:
         return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.vision_model.embeddings.patch_embedding
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_encoder.set_input_embeddings(value)
 
     def _question_embeds(self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, **vision_kwargs):
         if input_ids is None:
@@ -402,6 +422,7 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
         )
         if decoder_input_ids is None:  # labels double as decoder inputs; -100 becomes padding there
             decoder_input_ids = labels.masked_fill(labels == IGNORE_INDEX, self.decoder_pad_token_id)
+        check_answers(question_embeds.shape[0], decoder_input_ids.shape[0])
         answer_output = self.text_decoder(
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
@@ -429,16 +450,35 @@ class BlipForQuestionAnswering(BlipPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
         **generate_kwargs: Any,
-    ) -> torch.Tensor:
-        """Answer questions about images; ids (batch * num_return_sequences, length) begin with BOS."""
-        config = GenerationConfig.from_kwargs(**generate_kwargs)
+    ) -> Any:
+        """Answer questions about images; ids (batch * num_return_sequences, length) begin with BOS.
+
+        Takes the options `BlipForConditionalGeneration.generate` takes.
+        """
+        options = self.generation_options(generate_kwargs, "pt")
+        tokens = special_tokens(options, self.config.text_config, self.decoder_start_token_id)
+        if input_ids is None:
+            raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
+        images, questions = _batch_size(pixel_values, "pixel_values"), _batch_size(input_ids, "input_ids")
+        _check_pairing(images, questions)
+        check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
+        if not questions or not images:
+            return empty_output(options, input_ids.device)
         with torch.no_grad():
             _, question_embeds = self._question_embeds(
                 input_ids, pixel_values, attention_mask, interpolate_pos_encoding
             )
-        rows = [[self.decoder_start_token_id] for _ in range(question_embeds.shape[0])]
-        return decode(self.text_decoder, rows, question_embeds, attention_mask, config)
+        rows = [[tokens.start] for _ in range(question_embeds.shape[0])]
+        return decode(self.text_decoder, rows, question_embeds, attention_mask, options, tokens)
 
 
 def _to_numpy(tensor: Any) -> Any:
     return tensor.detach().cpu().numpy() if isinstance(tensor, torch.Tensor) else tensor
+
+
+def _batch_size(values: Any, name: str) -> int:
+    """Rows of a (batch, ...) input, read before anything runs (generate stops early on an empty batch)."""
+    shape = getattr(values, "shape", None)
+    if shape is None or len(shape) < 2:
+        raise ValueError(f"{name} must be a tensor of shape (batch, ...), got {type(values).__name__}")
+    return int(shape[0])

@@ -8,6 +8,8 @@ from blip_core.outputs import (
     BlipOutput,
     BlipTextVisionModelOutput,
     CausalLMOutputWithCrossAttentions,
+    GenerateBeamDecoderOnlyOutput,
+    GenerateDecoderOnlyOutput,
     GenerateOutput,
     ModelOutput,
 )
@@ -20,6 +22,8 @@ __all__ = [
     "BlipOutput",
     "BlipTextVisionModelOutput",
     "CausalLMOutputWithCrossAttentions",
+    "GenerateBeamDecoderOnlyOutput",
+    "GenerateDecoderOnlyOutput",
     "GenerateOutput",
     "ModelOutput",
 ]

@@ -7,6 +7,7 @@ runs through `scaled_dot_product_attention` with BLIP's additive -10000 masks.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -14,9 +15,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from blip_core.configuration import BlipTextConfig
+from blip_core.empty_batch import cache_entry_shapes, is_empty
+from blip_core.empty_batch import text_output as empty_text_output
+from blip_core.limits import check_text_shape
 from blip_core.model_constants import IGNORE_INDEX
 from blip_core.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
 from blip_torch.cache import KVCache
+from blip_torch.input_checks import check_inputs, check_labels
 from blip_torch.modeling_utils import BlipPreTrainedModel, Linear, additive_mask, attend, get_activation
 
 
@@ -333,28 +338,25 @@ class BlipTextModel(BlipPreTrainedModel):
         use_cache = (self.config.use_cache if use_cache is None else use_cache) and is_decoder
         if (input_ids is None) == (inputs_embeds is None and encoder_embeds is None):
             raise ValueError("pass exactly one of input_ids, inputs_embeds or encoder_embeds")
-        if input_ids is not None:
-            check_ids(input_ids, self.config)
         cache = (
             past_key_values
             if past_key_values is not None
             else (KVCache(self.config.num_hidden_layers) if use_cache else None)
         )
         past = cache.length if cache is not None else 0
-        length = (
-            input_ids if input_ids is not None else inputs_embeds if inputs_embeds is not None else encoder_embeds
-        ).shape[1]
-        if past + length > self.config.max_position_embeddings and position_ids is None:
-            raise ValueError(
-                f"sequence of {past + length} tokens exceeds "
-                f"max_position_embeddings ({self.config.max_position_embeddings})"
+        first = input_ids if input_ids is not None else inputs_embeds if inputs_embeds is not None else encoder_embeds
+        batch, length = check_text_shape(tuple(first.shape), input_ids is not None)
+        check_inputs(input_ids, position_ids, batch, length, past, self.config, encoder_embeds is None)
+        if is_empty(batch):
+            output = self._empty_output(
+                length, past, encoder_hidden_states, cache, use_cache, output_attentions, output_hidden_states
             )
+            return output if return_dict else output.to_tuple()
         if encoder_embeds is not None:
             hidden_states = encoder_embeds
         else:
             hidden_states = self.embeddings(input_ids, position_ids, inputs_embeds, past)
-        batch = hidden_states.shape[0]
-        if attention_mask is None and (length == 1 or not is_decoder):
+        if attention_mask is None and (not is_decoder or length == 1):
             mask = None  # nothing to hide: no padding, and one query position needs no causal mask
         else:
             if attention_mask is None:
@@ -375,14 +377,36 @@ class BlipTextModel(BlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-def check_ids(input_ids: torch.Tensor, config: BlipTextConfig) -> None:
-    """Token ids must be integers inside the vocabulary: a clear error instead of an IndexError."""
-    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-        raise TypeError(f"input_ids must be integers, got {input_ids.dtype}")
-    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
-        raise ValueError(
-            f"input_ids must lie in [0, {config.vocab_size}), "
-            f"got values from {int(input_ids.min())} to {int(input_ids.max())}"
+    def _empty_output(
+        self,
+        length: int,
+        past: int,
+        encoder_hidden_states: Any,
+        cache: KVCache | None,
+        use_cache: bool,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions:
+        """0 texts: outputs (and cache entries) of the right shapes, without running a kernel."""
+        encoder_length = None if encoder_hidden_states is None else encoder_hidden_states.shape[1]
+        zeros = functools.partial(torch.zeros, dtype=self.dtype, device=self.device)
+        if cache is not None:
+            self_shape, cross_shape = cache_entry_shapes(self.config, length, encoder_length)
+            for layer in range(self.config.num_hidden_layers):
+                cache.update_self(layer, zeros(self_shape), zeros(self_shape))
+                if cross_shape is not None and cache.cross_entries[layer] is None:
+                    cache.cross_entries[layer] = (zeros(cross_shape), zeros(cross_shape))
+            cache.advance(length)
+        return empty_text_output(
+            self.config,
+            length,
+            past,
+            encoder_length,
+            self.pooler is not None,
+            output_attentions,
+            output_hidden_states,
+            cache if use_cache else None,
+            zeros,
         )
 
 
@@ -423,6 +447,9 @@ class BlipTextLMHeadModel(BlipPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.bert.get_input_embeddings()
 
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.bert.set_input_embeddings(value)
+
     def get_output_embeddings(self) -> nn.Linear:
         return self.cls.predictions.decoder
 
@@ -458,6 +485,7 @@ class BlipTextLMHeadModel(BlipPreTrainedModel):
     ) -> CausalLMOutputWithCrossAttentions | tuple | torch.Tensor:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         if labels is not None:
+            check_labels(labels, self.config)
             use_cache = False
         outputs = self.bert(
             input_ids,
@@ -475,7 +503,11 @@ class BlipTextLMHeadModel(BlipPreTrainedModel):
             True,
             is_decoder,
         )
-        logits = self.cls(outputs.last_hidden_state)
+        sequence_output = outputs.last_hidden_state
+        if is_empty(sequence_output.shape[0]):  # 0 texts: logits of the right shape, no kernel
+            logits = sequence_output.new_zeros(*sequence_output.shape[:2], self.config.vocab_size)
+        else:
+            logits = self.cls(sequence_output)
         if return_logits:
             return logits[:, :-1].contiguous()
         loss = lm_loss(logits, labels, self.label_smoothing, reduction) if labels is not None else None

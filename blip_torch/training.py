@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from blip_core.limits import check_loss_rows
 from blip_core.model_constants import ITC_TEMPERATURE
 
 
@@ -36,11 +37,13 @@ def itm_objective(
     model: Any, inputs: dict[str, torch.Tensor], match: torch.Tensor, scores: torch.Tensor
 ) -> torch.Tensor:
     """The ITM + ITC loss given the ITM head's scores. The matched pairs, wherever they sit in the
-    batch, are each other's contrastive negatives; a batch without any has no ITC term."""
+    batch, are each other's contrastive negatives; a batch without any has no ITC term. Raises
+    ValueError for an empty batch."""
+    check_loss_rows("the image-text matching loss", match.shape[0])
     loss = torch.nn.functional.cross_entropy(scores.float(), match)
     matched_rows = match == 1
     count = int(matched_rows.sum())
-    if count == 0:
+    if count == 0:  # no matched pair: no contrastive term, and the model never runs on an empty batch
         return loss
     matched = {key: value[matched_rows] for key, value in inputs.items()}
     similarity = model(**matched, use_itm_head=False).itm_score.float() / ITC_TEMPERATURE  # (matched, matched)

@@ -7,6 +7,7 @@ asked for), and the pooled output normalised twice, as in `transformers`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -14,7 +15,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from blip_core.configuration import BlipVisionConfig
+from blip_core.empty_batch import is_empty
+from blip_core.empty_batch import vision_output as empty_vision_output
 from blip_core.interpolation import bicubic_matrix
+from blip_core.limits import check_pixel_shape, vision_tokens
 from blip_core.model_constants import num_positions, patch_grid
 from blip_core.outputs import BaseModelOutputWithPooling
 from blip_torch.modeling_utils import BlipPreTrainedModel, Linear, attend, get_activation
@@ -51,6 +55,7 @@ class BlipVisionEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
         batch, _, height, width = pixel_values.shape
+        vision_tokens(self.config, height, width, interpolate_pos_encoding)  # the image fits the position table
         patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))  # (B, D, R, C)
         patches = patches.flatten(2).transpose(1, 2)  # (B, R*C, D)
         tokens = torch.cat([self.class_embedding.expand(batch, 1, -1).to(patches.dtype), patches], dim=1)
@@ -58,13 +63,7 @@ class BlipVisionEmbeddings(nn.Module):
             positions = self.interpolate_pos_encoding(height, width)
         else:
             positions = self.position_embedding
-            if positions.shape[1] != tokens.shape[1]:
-                raise ValueError(
-                    f"pixel_values of size {height}x{width} give {tokens.shape[1] - 1} patches but the model was "
-                    f"trained at {self.config.image_size}x{self.config.image_size} ({positions.shape[1] - 1} patches); "
-                    "resize the images or pass interpolate_pos_encoding=True"
-                )
-        return tokens + positions[:, : tokens.shape[1]].to(tokens.dtype)
+        return tokens + positions.to(tokens.dtype)
 
 
 class BlipAttention(nn.Module):
@@ -168,13 +167,23 @@ class BlipVisionModel(BlipPreTrainedModel):
     ) -> BaseModelOutputWithPooling | tuple:
         if pixel_values is None:
             raise ValueError("BlipVisionModel needs pixel_values of shape (batch, 3, height, width)")
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(f"pixel_values must have shape (batch, 3, height, width), got {tuple(pixel_values.shape)}")
+        check_pixel_shape(tuple(pixel_values.shape))
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        if is_empty(pixel_values.shape[0]):  # 0 images: outputs of the right shapes, no kernel
+            zeros = functools.partial(torch.zeros, dtype=self.dtype, device=self.device)
+            output = empty_vision_output(
+                self.config,
+                tuple(pixel_values.shape),
+                interpolate_pos_encoding,
+                output_attentions,
+                output_hidden_states,
+                zeros,
+            )
+            return output if return_dict else output.to_tuple()
         hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding)
         hidden_states, all_hidden, all_attentions = self.encoder(hidden_states, output_attentions, output_hidden_states)
         last_hidden_state = self.post_layernorm(hidden_states)

@@ -119,3 +119,34 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
 def test_module_and_console_entry_points(tmp_path):
     out = subprocess.run([sys.executable, "-m", "blip_conversion", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "to-safetensors" in out.stdout and "from-original" in out.stdout
+
+
+def test_to_keras_output_converts_back(capsys, tmp_path, tiny_checkpoints):
+    """The issue's report: `blip-convert to-keras SRC DST`, then `blip-convert to-safetensors DST OUT` ("no weights
+    found" before): bit-exact back to the source's tensors."""
+    from blip_core.checkpoint import open_file, read_all
+
+    source = tiny_checkpoints["BlipForQuestionAnswering"]
+    code, out, _ = run_cli(capsys, "to-keras", str(source), str(tmp_path / "keras"))
+    assert code == 0 and (tmp_path / "keras" / "model.weights.h5").exists()
+    code, out, err = run_cli(capsys, "to-safetensors", str(tmp_path / "keras"), str(tmp_path / "back"))
+    assert code == 0, err
+    expected = read_all(open_file(source / "model.safetensors"))
+    back = read_all(open_file(tmp_path / "back" / "model.safetensors"))
+    assert sorted(back) == sorted(expected)
+    assert all(
+        back[name].dtype == value.dtype and np.array_equal(back[name], value) for name, value in expected.items()
+    )
+
+
+def test_hostile_keras_weights_fail_in_one_line(capsys, tmp_path, tiny_checkpoints):
+    import h5py
+
+    source = tiny_checkpoints["BlipVisionModel"]
+    code, _, _ = run_cli(capsys, "to-keras", str(source), str(tmp_path / "keras"))
+    assert code == 0
+    with h5py.File(tmp_path / "keras" / "model.weights.h5", "a") as h5:
+        h5["embeddings/evil"] = h5py.ExternalLink("/etc/passwd", "/")
+    code, _, err = run_cli(capsys, "to-safetensors", str(tmp_path / "keras"), str(tmp_path / "out"))
+    assert_one_line_error(code, err, "model.weights.h5", "ExternalLink; only hard links are followed")
+    assert not (tmp_path / "out").exists()

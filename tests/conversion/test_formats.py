@@ -10,8 +10,13 @@ import pytest
 
 import blip_torch
 from blip_conversion import convert
-from blip_core.checkpoint import open_file
-from tests.helpers.golden import FIXTURES
+from blip_core.checkpoint import open_file, open_weights
+from blip_core.hub import resolve_weights
+from blip_core.weights import MODEL_CLASSES
+from tests.helpers.checkpoints import write_generation_checkpoint
+from tests.helpers.compare import assert_outputs_close
+from tests.helpers.golden import FIXTURES, load_npz
+from tests.helpers.tiny import seeded_weights
 
 HF = FIXTURES / "hf_checkpoints"
 
@@ -124,3 +129,180 @@ def test_torch_reads_what_to_h5_wrote(tmp_path, tiny_checkpoints):
     again = blip_torch.BlipForImageTextRetrieval.from_pretrained(tmp_path / "h5")
     for (name, a), (_, b) in zip(original.state_dict().items(), again.state_dict().items(), strict=True):
         assert np.array_equal(a.numpy(), b.numpy()), name
+
+
+# -- every weights file the project writes is read back by both frameworks and by to-safetensors -----------
+
+CAPTION = "BlipForConditionalGeneration"
+
+
+def _copy_config(source, destination):
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "config.json", destination / "config.json")
+
+
+def _tf_model(source, class_name=CAPTION, **options):
+    import blip_tf
+
+    return getattr(blip_tf, "TF" + class_name).from_pretrained(source, **options)
+
+
+def _tf_save_weights(source, destination, shard_gb=None):
+    _copy_config(source, destination)
+    name = "model.weights.h5" if shard_gb is None else "model.weights.json"
+    _tf_model(source).save_weights(str(destination / name), max_shard_size=shard_gb)
+
+
+def _torch_state_dict_bin(source, destination):
+    import torch
+
+    _copy_config(source, destination)
+    model = blip_torch.BlipForConditionalGeneration.from_pretrained(source)
+    torch.save(model.state_dict(), destination / "pytorch_model.bin")
+
+
+# writer -> how it makes `destination` from the canonical checkpoint `source` (the captioner: tied LM head).
+WRITERS = {
+    "blip-convert to-safetensors": lambda src, dst: convert.to_safetensors(str(src), str(dst)),
+    "blip-convert to-bin": lambda src, dst: convert.to_bin(str(src), str(dst)),
+    "blip-convert to-h5": lambda src, dst: convert.to_h5(str(src), str(dst)),
+    "blip-convert to-keras": lambda src, dst: convert.to_keras(str(src), str(dst)),
+    "torch save_pretrained": lambda src, dst: blip_torch.BlipForConditionalGeneration.from_pretrained(
+        src
+    ).save_pretrained(dst),
+    "tf save_pretrained": lambda src, dst: _tf_model(src).save_pretrained(dst),
+    "tf save_weights": lambda src, dst: _tf_save_weights(src, dst),
+    "tf save_weights sharded": lambda src, dst: _tf_save_weights(src, dst, shard_gb=0.00005),
+    "torch.save(state_dict)": _torch_state_dict_bin,
+}
+
+
+def assert_reads_back_everywhere(folder, expected, tmp_path, class_name=CAPTION):
+    """`folder` loads bit-exact in blip_torch and blip_tf (saved again: canonical tensors) and to-safetensors."""
+    torch_model = getattr(blip_torch, class_name).from_pretrained(folder)
+    torch_model.save_pretrained(tmp_path / "torch_again")
+    assert_same(tensors(tmp_path / "torch_again" / "model.safetensors"), expected)
+    _tf_model(folder, class_name).save_pretrained(tmp_path / "tf_again")
+    assert_same(tensors(tmp_path / "tf_again" / "model.safetensors"), expected)
+    convert.to_safetensors(str(folder), str(tmp_path / "converted"))
+    assert_same(tensors(tmp_path / "converted" / "model.safetensors"), expected)
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_every_written_format_reads_back_bit_exact(writer, tmp_path, tiny_checkpoints):
+    source = tiny_checkpoints[CAPTION]
+    WRITERS[writer](source, tmp_path / "written")
+    assert_reads_back_everywhere(tmp_path / "written", tensors(source / "model.safetensors"), tmp_path)
+
+
+@pytest.mark.parametrize("class_name", MODEL_CLASSES)
+def test_to_keras_output_loads_in_both_frameworks_for_every_class(class_name, tmp_path, tiny_checkpoints):
+    """The issue's failure: `blip-convert to-keras SRC DST`, then from_pretrained(DST) / to-safetensors DST."""
+    source = tiny_checkpoints[class_name]
+    convert.to_keras(str(source), str(tmp_path / "keras"))
+    assert {"config.json", "model.weights.h5"} <= {p.name for p in (tmp_path / "keras").iterdir()}
+    assert_reads_back_everywhere(tmp_path / "keras", tensors(source / "model.safetensors"), tmp_path, class_name)
+
+
+def test_untied_lm_head_survives_keras_weights(tmp_path):
+    """A fine-tune whose decoder differs from the embeddings keeps its own decoder through model.weights.h5."""
+    source = write_generation_checkpoint(CAPTION, "varied", tmp_path / "untied")
+    expected = tensors(source / "model.safetensors")
+    assert "text_decoder.cls.predictions.decoder.weight" in expected
+    _tf_save_weights(source, tmp_path / "written")
+    assert_reads_back_everywhere(tmp_path / "written", expected, tmp_path)
+
+
+def test_bfloat16_keras_weights_read_exactly(tmp_path, tiny_checkpoints):
+    model = _tf_model(tiny_checkpoints[CAPTION], dtype="bfloat16")
+    model.save_pretrained(tmp_path / "pretrained")  # bfloat16 safetensors
+    model.save_weights(str(tmp_path / "bf16.weights.h5"))
+    from_keras_file = tensors(tmp_path / "bf16.weights.h5")
+    assert_same(from_keras_file, tensors(tmp_path / "pretrained" / "model.safetensors"))  # widened exactly
+    rounded = from_keras_file["vision_model.post_layernorm.weight"]
+    assert not np.array_equal(
+        rounded, tensors(tiny_checkpoints[CAPTION] / "model.safetensors")["vision_model.post_layernorm.weight"]
+    )  # the values really are bfloat16-rounded: the test would see a float32 file
+
+
+# -- files written by transformers' TF port (tests/tools/make_tf_format_fixtures.py) -------------------------
+
+TF_PORT_FIXTURES = {  # folder -> (class, golden key of its decoder kernel, format resolved, number of files)
+    "caption_tf_safetensors": (CAPTION, "caption", "safetensors", 1),
+    "caption_tf_sharded_h5": (CAPTION, "caption", "h5", 3),
+    "vqa_tf_sharded_safetensors": ("BlipForQuestionAnswering", "vqa", "safetensors", 3),
+    "blip_model_tf_h5": ("BlipModel", None, "h5", 1),
+}
+DECODER = "text_decoder.cls.predictions.decoder.weight"
+
+
+def source_tensors(folder):
+    source = open_weights(resolve_weights(folder))
+    try:
+        return {name: source.get(name) for name in source.keys()}
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize("folder", sorted(TF_PORT_FIXTURES))
+def test_transformers_tf_port_files_read_bit_exact(folder):
+    class_name, key, fmt, count = TF_PORT_FIXTURES[folder]
+    files = resolve_weights(HF / folder)
+    assert (files.format, len(files.paths)) == (fmt, count)
+    got = source_tensors(HF / folder)
+    seeded = seeded_weights(class_name)  # what transformers' PyTorch model held before the TF port converted it
+    tied_bias = {name for name in seeded if name.endswith("decoder.bias")}  # the port adds predictions.bias itself
+    assert sorted(got) == sorted(set(seeded) - tied_bias)
+    for name, value in got.items():
+        if name != DECODER:
+            assert value.dtype == seeded[name].dtype and np.array_equal(value, seeded[name]), name
+    if key is not None:  # the port's own (random) decoder, as its model held it, in torch layout
+        assert np.array_equal(got[DECODER], load_npz("tf_formats.npz")[f"{key}::decoder_kernel"].T)
+
+
+def test_transformers_tf_safetensors_metadata_and_names():
+    from safetensors import safe_open
+
+    with safe_open(str(HF / "caption_tf_safetensors" / "model.safetensors"), "np") as handle:
+        assert handle.metadata() == {"format": "tf"}
+        assert "text_decoder/bert/embeddings/LayerNorm/beta:0" in handle.keys()
+
+
+@pytest.mark.parametrize("folder", sorted(TF_PORT_FIXTURES))
+def test_transformers_tf_port_files_convert_bit_exact(folder, tmp_path):
+    convert.to_safetensors(str(HF / folder), str(tmp_path / "out"))
+    assert_same(tensors(tmp_path / "out" / "model.safetensors"), source_tensors(HF / folder))
+
+
+def test_tf_port_safetensors_give_the_ports_outputs_in_both_frameworks():
+    """The TF port's logits after loading its own TF-named safetensors, from blip_torch and blip_tf."""
+    import torch
+
+    import blip_tf
+
+    golden = load_npz("tf_formats.npz")
+    pixels, ids = golden["input::pixel_values"], golden["input::input_ids_full"]
+    torch_model = blip_torch.BlipForConditionalGeneration.from_pretrained(HF / "caption_tf_safetensors")
+    with torch.no_grad():
+        torch_logits = torch_model(pixel_values=torch.from_numpy(pixels), input_ids=torch.from_numpy(ids)).logits
+    tf_model = blip_tf.TFBlipForConditionalGeneration.from_pretrained(HF / "caption_tf_safetensors")
+    tf_logits = tf_model(pixel_values=pixels, input_ids=ids).logits.numpy()
+    assert_outputs_close({"v": torch_logits.numpy()}, {"v": golden["caption::logits"]})
+    assert_outputs_close({"v": tf_logits}, {"v": golden["caption::logits"]})
+
+
+def test_tf_port_blip_model_h5_gives_the_ports_outputs_in_both_frameworks():
+    import torch
+
+    import blip_tf
+
+    golden = load_npz("tf_formats.npz")
+    inputs = {key: golden[f"input::{key}"] for key in ("pixel_values", "input_ids", "attention_mask")}
+    with torch.no_grad():
+        torch_out = blip_torch.BlipModel.from_pretrained(HF / "blip_model_tf_h5")(
+            **{key: torch.from_numpy(value) for key, value in inputs.items()}
+        )
+    tf_out = blip_tf.TFBlipModel.from_pretrained(HF / "blip_model_tf_h5")(**inputs)
+    for field in ("logits_per_image", "text_embeds", "image_embeds"):
+        assert_outputs_close({"v": getattr(torch_out, field).numpy()}, {"v": golden[f"blip_model::{field}"]})
+        assert_outputs_close({"v": getattr(tf_out, field).numpy()}, {"v": golden[f"blip_model::{field}"]})

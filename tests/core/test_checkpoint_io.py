@@ -13,6 +13,7 @@ from blip_core.checkpoint import open_file, read_all, save_safetensors
 from blip_core.h5_reader import H5File
 from blip_core.safetensors_io import SafetensorsError, SafetensorsFile, float32_to_bf16_bits, write_safetensors
 from blip_core.torch_pickle import TorchPickleError, TorchPickleFile
+from tests.helpers.h5_files import write_tf_h5
 
 
 def _tensors():
@@ -172,22 +173,6 @@ def test_not_a_zip_and_truncated_zip(tmp_path):
         TorchPickleFile(tmp_path / "cut.bin").get("w")
 
 
-def write_tf_h5(path, scope: str, groups: dict[str, dict[str, np.ndarray]]) -> None:
-    """A Keras-2 HDF5 weights file laid out as `transformers`' TF save_pretrained writes it."""
-    import h5py
-
-    with h5py.File(path, "w") as h5:
-        h5.attrs["backend"] = "tensorflow"
-        h5.attrs["keras_version"] = "2.15.0"
-        h5.attrs["layer_names"] = np.array([g.encode() for g in groups])
-        for group_name, weights in groups.items():
-            group = h5.create_group(group_name)
-            names = [f"{scope}/{name}" for name in weights]
-            group.attrs["weight_names"] = np.array([n.encode() for n in names])
-            for full, value in zip(names, weights.values(), strict=True):
-                group.create_dataset(full, data=value)
-
-
 def test_h5_reader_applies_tf_names_and_layouts(tmp_path):
     rng = np.random.RandomState(1)
     qkv = rng.randn(8, 24).astype(np.float32)  # Keras (in, out)
@@ -248,3 +233,14 @@ def test_damaged_h5_is_named(tmp_path):
     (tmp_path / "tf_model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 20)
     with pytest.raises(ValueError, match="tf_model.h5 is not a readable HDF5 file"):
         H5File(tmp_path / "tf_model.h5")
+
+
+def test_bad_tf_named_safetensors_are_named(tmp_path):
+    kernel = np.zeros((2, 3, 4), np.float32)
+    write_safetensors(tmp_path / "a.safetensors", {"vision_model/fc/kernel:0": kernel}, metadata={"format": "tf"})
+    with pytest.raises(ValueError, match=r"a.safetensors: tensor 'vision_model/fc/kernel:0': a Keras kernel must be"):
+        open_file(tmp_path / "a.safetensors")
+    both = {"x/bias:0": np.zeros(2, np.float32), "x/bias:1": np.ones(2, np.float32)}
+    write_safetensors(tmp_path / "b.safetensors", both, metadata={"format": "tf"})
+    with pytest.raises(ValueError, match=r"'x/bias:0' and 'x/bias:1' both map to 'x.bias'"):
+        open_file(tmp_path / "b.safetensors")

@@ -17,9 +17,15 @@ from tests.helpers.processor_cases import CASES
 
 GOLDEN_META = load_json("processor.json")["cases"]
 GOLDEN_ARRAYS = load_npz("processor.npz")
+# Images of more than 8 bits, which transformers clips at 255 and blip-dual scales (image_depth; tested in
+# test_image_processor_depth.py, where these goldens are shown to be the clipped images).
+DEEP_CASES = ("mode_I", "mode_I;16", "mode_F", "path_gray16_png")
+EIGHT_BIT_CASES = [case for case in CASES if case[0] not in DEEP_CASES]
 
 
-@pytest.mark.parametrize("name,make_inputs,call_kwargs,init_kwargs", CASES, ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    "name,make_inputs,call_kwargs,init_kwargs", EIGHT_BIT_CASES, ids=[case[0] for case in EIGHT_BIT_CASES]
+)
 def test_matches_transformers_bit_exact(name, make_inputs, call_kwargs, init_kwargs):
     processor = BlipImageProcessor(**init_kwargs)
     with warnings.catch_warnings():
@@ -36,6 +42,7 @@ def test_matches_transformers_bit_exact(name, make_inputs, call_kwargs, init_kwa
 
 def test_golden_covers_every_case():
     assert set(GOLDEN_META) == {case[0] for case in CASES}
+    assert set(DEEP_CASES) <= set(GOLDEN_META)
 
 
 def test_return_tensors_variants_agree():
@@ -167,10 +174,11 @@ def test_double_rescale_warns():
         (np.array([["a"]], dtype=object), "dtype object"),
         (np.zeros((0, 5, 3), np.uint8), "is empty"),
         (np.full((4, 4, 3), 2.5, np.float32), "outside \\[0, 1\\]"),
-        (np.full((4, 4, 3), 300.0, np.float32), "outside \\[0, 255\\]"),
+        (np.full((4, 4, 3), -3.0, np.float32), "outside \\[0, 255\\]"),
+        (np.full((4, 4, 3), -0.5, np.float32), "outside \\[0, 1\\]"),
         (12345, "cannot use an object of type int"),
         ("/no/such/image.png", "not an existing file"),
-        ([], "no images given"),
+        (None, "images is None"),
         ([base_rgb(), None], "contain None"),
     ],
     ids=[
@@ -179,11 +187,12 @@ def test_double_rescale_warns():
         "object",
         "empty",
         "float_range",
-        "int_range",
+        "negative_integral",
+        "negative_float",
         "int",
         "missing_path",
-        "empty_list",
         "none",
+        "none_in_list",
     ],
 )
 def test_bad_inputs_raise_clear_value_errors(bad, message):
@@ -244,7 +253,7 @@ def test_url_input_is_fetched_and_exif_transposed(monkeypatch):
     from tests.helpers.images import fixture
 
     data = fixture("exif_orientation6.jpg").read_bytes()
-    monkeypatch.setattr(image_loading, "_download", lambda url: data)
+    monkeypatch.setattr(image_loading, "_download", lambda url, timeout=None: data)
     processor = BlipImageProcessor(size={"height": 30, "width": 38})
     from_url = processor("https://example.com/cat.jpg", return_tensors="np")["pixel_values"]
     from_path = processor(str(fixture("exif_orientation6.jpg")), return_tensors="np")["pixel_values"]
@@ -252,6 +261,8 @@ def test_url_input_is_fetched_and_exif_transposed(monkeypatch):
 
 
 def test_url_download_failure_is_one_clear_error(monkeypatch):
+    """Without `requests`, downloads go through urllib; a failure is an ImageDownloadError (OSError, ValueError)."""
+    import sys
     import urllib.error
 
     from blip_core import image_loading
@@ -259,6 +270,10 @@ def test_url_download_failure_is_one_clear_error(monkeypatch):
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
 
+    monkeypatch.setitem(sys.modules, "requests", None)  # `import requests` fails: the urllib path
     monkeypatch.setattr(image_loading.urllib.request, "urlopen", refuse)
-    with pytest.raises(ValueError, match="cannot download image from 'https://example.com/x.jpg'"):
+    expected = "cannot download image from 'https://example.com/x.jpg'"
+    with pytest.raises(image_loading.ImageDownloadError, match=expected) as info:
         BlipImageProcessor(size=8)("https://example.com/x.jpg")
+    assert isinstance(info.value, OSError) and isinstance(info.value, ValueError)
+    assert "network is unreachable" in str(info.value)

@@ -48,6 +48,7 @@ def test_save_and_load_hub_file_set(tmp_path, processor):
     processor.save_pretrained(tmp_path)
     names = {path.name for path in tmp_path.iterdir()}
     assert names == {
+        "added_tokens.json",  # [DEC] and [ENC], beyond BERT's vocabulary (BlipTokenizer.save_pretrained)
         "preprocessor_config.json",
         "tokenizer.json",
         "tokenizer_config.json",
@@ -64,3 +65,71 @@ def test_save_and_load_hub_file_set(tmp_path, processor):
 def test_type_checks():
     with pytest.raises(TypeError, match="image_processor must be"):
         BlipProcessor("x", "y")
+
+
+FRAMEWORK_MODULES = {"np": None, "pt": "torch", "tf": "tensorflow"}
+
+
+def _shape_and_dtype(value):
+    array = value if isinstance(value, np.ndarray) else value.numpy()
+    return array.shape, str(array.dtype)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["BlipImageProcessor", "BlipImageProcessorFast"])
+@pytest.mark.parametrize("framework", sorted(FRAMEWORK_MODULES))
+def test_empty_lists_give_empty_batches(framework, fast):
+    """transformers raises IndexError for [] images and [] text; here they are batches of 0 rows."""
+    if FRAMEWORK_MODULES[framework]:
+        pytest.importorskip(FRAMEWORK_MODULES[framework])
+    from blip_core import BlipImageProcessorFast
+
+    image_processor = (BlipImageProcessorFast if fast else BlipImageProcessor)(size={"height": 24, "width": 20})
+    processor = BlipProcessor(image_processor, BlipTokenizer.from_pretrained(FIXTURES / "tokenizer"))
+    ids_dtype = "int32" if framework == "tf" else "int64"
+    pixels = processor(images=[], return_tensors=framework)["pixel_values"]
+    assert _shape_and_dtype(pixels) == ((0, 3, 24, 20), "float32")
+    assert _shape_and_dtype(image_processor([], return_tensors=framework)["pixel_values"]) == (
+        (0, 3, 24, 20),
+        "float32",
+    )
+    both = processor(images=[], text=[], return_tensors=framework)
+    assert list(both) == ["pixel_values", "input_ids", "attention_mask"]
+    assert _shape_and_dtype(both["input_ids"]) == ((0, 0), ids_dtype)
+    assert _shape_and_dtype(both["attention_mask"]) == ((0, 0), ids_dtype)
+    padded = processor(text=[], padding="max_length", max_length=16, return_tensors=framework)
+    assert _shape_and_dtype(padded["input_ids"]) == ((0, 16), ids_dtype)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["BlipImageProcessor", "BlipImageProcessorFast"])
+def test_empty_lists_without_return_tensors_and_other_empty_forms(processor, fast):
+    from blip_core import BlipImageProcessorFast
+
+    image_processor = (BlipImageProcessorFast if fast else BlipImageProcessor)(size=8)
+    assert image_processor([])["pixel_values"] == []
+    assert image_processor([[], []])["pixel_values"] == []  # nested empty lists flatten to none
+    assert image_processor(np.zeros((0, 3, 9, 9), np.uint8), return_tensors="np")["pixel_values"].shape == (0, 3, 8, 8)
+    raw = image_processor([], do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"]
+    assert raw.shape == (0, 3, 8, 8) and raw.dtype == np.uint8  # the dtype a non-empty batch would have
+    last = image_processor([], data_format="channels_last", return_tensors="np")["pixel_values"]
+    assert last.shape == (0, 8, 8, 3)
+    out = processor(text=[])
+    assert out["input_ids"] == [] and out["attention_mask"] == []
+    assert list(processor(text=[], return_attention_mask=False, return_tensors="np")) == ["input_ids"]
+
+
+def test_empty_torch_batch_tensor():
+    torch = pytest.importorskip("torch")
+    out = BlipImageProcessor(size=8)(torch.zeros((0, 3, 9, 9), dtype=torch.uint8), return_tensors="pt")
+    assert tuple(out["pixel_values"].shape) == (0, 3, 8, 8)
+
+
+def test_slow_processor_keeps_uint8_without_rescale_or_normalize(processor):
+    """As transformers: do_rescale=False and do_normalize=False give the resized uint8 pixels."""
+    out = processor.image_processor(base_rgb(), do_rescale=False, do_normalize=False, return_tensors="np")
+    assert out["pixel_values"].dtype == np.uint8 and out["pixel_values"].shape == (1, 3, 24, 24)
+
+
+def test_slow_processor_channels_last_output(processor):
+    first = processor.image_processor(base_rgb(), return_tensors="np")["pixel_values"]
+    last = processor.image_processor(base_rgb(), data_format="channels_last", return_tensors="np")["pixel_values"]
+    assert last.shape == (1, 24, 24, 3) and np.array_equal(last.transpose(0, 3, 1, 2), first)

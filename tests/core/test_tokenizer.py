@@ -125,3 +125,21 @@ def test_missing_files_are_named(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(ValueError, match="cannot read tokenizer file"):
         BlipTokenizer.from_pretrained(tmp_path)
+
+
+def test_saved_tokenizer_json_adds_cls_and_sep_itself(tmp_path):
+    """A tokenizer built from vocab.txt saves a tokenizer.json whose own pipeline (the one transformers'
+    fast tokenizer runs) adds [CLS]/[SEP] exactly as BlipTokenizer does."""
+    from tokenizers import Tokenizer
+
+    built = BlipTokenizer(vocab_file=TOKENIZER_DIR / "vocab.txt")
+    built.save_pretrained(tmp_path)
+    backend = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for text in ("a picture of", "Héllo wörld! How are you?"):
+        assert backend.encode(text).ids == built(text)["input_ids"]
+    assert backend.encode("a cat", "a dog").ids == built("a cat", text_pair="a dog")["input_ids"]
+
+
+def test_missing_files_are_an_os_error_too(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json or vocab.txt"):
+        BlipTokenizer.from_pretrained(tmp_path)

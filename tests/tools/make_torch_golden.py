@@ -34,6 +34,8 @@ from tests.helpers.tiny import (
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 CHECKPOINTS = ROOT / "tests" / "fixtures" / "hf_checkpoints"
+# The fixture folders this script writes (other scripts write other folders there; they are left alone).
+OWN_FOLDERS = ("caption_safetensors", "caption_bin", "vqa_safetensors", "itm_bin", "vision_safetensors", "caption_tf")
 
 
 def hf_config(class_name: str, tie: bool = True) -> transformers.BlipConfig:
@@ -90,7 +92,8 @@ def main() -> None:
 
 def save_checkpoints(models, inputs) -> None:
     """Checkpoints as `transformers` writes them: safetensors, .bin, and the TF port's tf_model.h5."""
-    shutil.rmtree(CHECKPOINTS, ignore_errors=True)
+    for name in OWN_FOLDERS:
+        shutil.rmtree(CHECKPOINTS / name, ignore_errors=True)
     models["BlipForConditionalGeneration"].save_pretrained(CHECKPOINTS / "caption_safetensors")
     models["BlipForConditionalGeneration"].save_pretrained(CHECKPOINTS / "caption_bin", safe_serialization=False)
     models["BlipForQuestionAnswering"].save_pretrained(CHECKPOINTS / "vqa_safetensors")

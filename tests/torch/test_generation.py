@@ -54,7 +54,16 @@ def padded(prompts, side):
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
-@pytest.mark.parametrize("kwargs", [{}, {"num_beams": 3, "max_new_tokens": 9}], ids=["greedy", "beam3"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"num_beams": 3, "max_new_tokens": 9},
+        {"no_repeat_ngram_size": 2, "bad_words_ids": [[91, 84]], "encoder_no_repeat_ngram_size": 3},
+        {"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 1.0, "max_new_tokens": 7},
+    ],
+    ids=["greedy", "beam3", "history_processors", "group_beam"],
+)
 def test_padded_prompt_rows_equal_single_rows(captioner, side, kwargs):
     pixels = torch.from_numpy(np.concatenate([INPUTS["pixel_values"], INPUTS["pixel_values_1"]]))
     ids, mask = padded(PROMPTS, side)
@@ -133,11 +142,11 @@ def test_return_dict_in_generate(captioner):
 @pytest.mark.parametrize(
     "kwargs,error,message",
     [
-        ({"num_beams": 0}, ValueError, "num_beams must be a positive integer"),
-        ({"num_beams": 2, "num_return_sequences": 3}, ValueError, "cannot exceed num_beams"),
+        ({"num_beams": 0}, ValueError, "num_beams must be an integer >= 1"),
+        ({"num_beams": 2, "num_return_sequences": 3}, ValueError, "has to be smaller or equal to `num_beams`"),
         ({"do_sample": True, "temperature": 0.0}, ValueError, "temperature must be > 0"),
         ({"top_p": 1.5}, ValueError, "top_p must be in"),
-        ({"early_stopping": "sometimes"}, ValueError, "early_stopping must be"),
+        ({"early_stopping": "sometimes"}, ValueError, "`early_stopping` must be a boolean or 'never'"),
         ({"beams": 3}, TypeError, "unexpected arguments \\['beams'\\]"),
     ],
 )
@@ -157,14 +166,14 @@ def test_prompt_count_must_match_images(captioner):
 @pytest.mark.parametrize("group", [1, 3])
 def test_dispatch_free_step_equals_module_forward(answerer, group):
     """`decoder_step` (used by generate) gives the module path's logits: padded rows, masked question, beams."""
-    from blip_core.generation_config import GenerationConfig
+    from blip_core.generation_options import GenerationOptions
     from blip_torch.generation import start
 
     decoder = answerer.text_decoder
     states = torch.randn(2, 6, decoder.config.encoder_hidden_size, generator=torch.Generator().manual_seed(0))
     states_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
     rows = [[BOS, 11, 23], [BOS]]
-    config = GenerationConfig.from_kwargs(max_new_tokens=6)
+    config = GenerationOptions.from_kwargs(max_new_tokens=6)
     with torch.no_grad():
         state, prompt, _ = start(decoder, rows, states, states_mask, config)
         state.expand(group)

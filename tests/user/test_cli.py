@@ -147,3 +147,21 @@ def test_hub_id_from_offline_cache_and_unreachable_hub(small_models, photos, tmp
     out = blip("caption", photos / "img0.png", "--model", "Salesforce/not-cached", env=env)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "cannot reach the Hugging Face Hub" in out.stderr
+
+
+def test_no_images_to_work_on_is_exit_2_with_one_line_and_nothing_on_stdout(small_models, photos, tmp_path):
+    model = small_models["BlipForConditionalGeneration"]
+    (tmp_path / "empty").mkdir()
+    out = blip("caption", tmp_path / "empty", "--model", model, "--format", "csv")
+    assert out.returncode == 2 and out.stdout == ""
+    looked_for = "looked for .bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp"
+    assert out.stderr.strip().splitlines() == [f"blip: error: no image files in {tmp_path / 'empty'} ({looked_for})"]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"\x89PNG but not really")
+    out = blip("vqa", tmp_path / "bad", "-q", "what?", "--model", small_models["BlipForQuestionAnswering"])
+    assert (
+        out.returncode == 2 and out.stdout == "" and out.stderr.strip().endswith("no readable images among the inputs")
+    )
+    # an empty folder beside real images is a note, not a failure
+    out = blip("caption", tmp_path / "empty", photos / "img0.png", "--model", model, "--max-new-tokens", "2")
+    assert out.returncode == 0 and out.stdout.count("\n") == 1 and "blip: note: no image files in" in out.stderr
