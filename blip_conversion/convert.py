@@ -148,7 +148,7 @@ def to_bin(
     hub: Mapping[str, Any] | None = None,
 ) -> Path:
     """Any checkpoint -> `pytorch_model.bin` (needs torch)."""
-    from blip_conversion.formats.bin_writer import write_bin
+    from blip_core.bin_writer import write_bin
 
     hub = dict(hub or {})
     checkpoint = read_checkpoint(source, class_name, hub=hub)
@@ -170,7 +170,7 @@ def to_h5(
     hub: Mapping[str, Any] | None = None,
 ) -> Path:
     """Any checkpoint -> `tf_model.h5` as `transformers`' TF port names it (needs h5py, not TF)."""
-    from blip_conversion.formats.h5_writer import write_tf_h5
+    from blip_core.h5_writer import write_tf_h5
 
     hub = dict(hub or {})
     checkpoint = read_checkpoint(source, class_name, hub=hub)

@@ -62,7 +62,6 @@ class AutoImageProcessor:
         pretrained_model_name_or_path: str | os.PathLike, use_fast: bool | None = None, **kwargs: Any
     ) -> ImageProcessorSettings:
         """Read `preprocessor_config.json`; keyword settings (`size=...`) override the file's."""
-        kwargs.pop("trust_remote_code", None)  # no code is ever loaded from a checkpoint
         path = resolve_image_processor_file(pretrained_model_name_or_path, kwargs)
         config = read_image_processor_config(path)
         cls = image_processor_class(config.get("image_processor_type"), use_fast)

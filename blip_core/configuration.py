@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -190,10 +191,33 @@ class BlipConfigBase:
         atomic_write_text(Path(json_file_path), self.to_json_string(use_diff=use_diff))
 
     @classmethod
-    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> BlipConfigBase:
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """A config from `config_dict`; `kwargs` naming its fields set them (`apply_config_kwargs`).
+
+        With `return_unused_kwargs=True`: (config, the other kwargs), as `transformers` returns them;
+        without, those others are ignored with a warning (`transformers` ignores them silently).
+        """
         if not isinstance(config_dict, dict):
             raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(config_dict).__name__}")
-        return cls(**{**config_dict, **kwargs})
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        if kwargs.get("torch_dtype") is not None:  # the older name of `dtype`
+            kwargs.setdefault("dtype", kwargs["torch_dtype"])
+        kwargs.pop("torch_dtype", None)
+        attention = kwargs.pop("attn_implementation", None)
+        config = cls(**config_dict)
+        if attention is not None:
+            config._attn_implementation = attention
+        unused = apply_config_kwargs(config, kwargs)
+        if return_unused:
+            return config, unused
+        if unused:
+            warnings.warn(
+                f"{cls.__name__}: ignored keyword arguments {sorted(unused)} (not fields of this config); pass "
+                "return_unused_kwargs=True to receive them",
+                UserWarning,
+                stacklevel=3,
+            )
+        return config
 
     @classmethod
     def from_json_file(cls, json_file: str | os.PathLike) -> BlipConfigBase:
@@ -201,7 +225,11 @@ class BlipConfigBase:
 
     # -- directories and the Hub ------------------------------------------------
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> Path:
+        """Write `config.json` (the diff against the defaults) atomically; `push_to_hub=True` is refused."""
+        from blip_core.saving import check_save_kwargs
+
+        check_save_kwargs(type(self).__name__, push_to_hub, kwargs)
         directory = Path(save_directory)
         if directory.exists() and not directory.is_dir():
             raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
@@ -211,34 +239,21 @@ class BlipConfigBase:
         return path
 
     @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        **kwargs: Any,
-    ) -> BlipConfigBase:
-        """Load from a folder, a `config.json` path or a Hub id; kwargs override fields.
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+        """Load from a folder, a `config.json` path or a Hub id (with the Hub options of
+        `blip_core.hub.HUB_OPTIONS`, `subfolder` included); other kwargs go to `from_dict`
+        (fields set, `return_unused_kwargs=True` returns the rest).
 
         A sub-config asked from a full BLIP `config.json` takes its own section.
         """
-        from blip_core.hub import resolve_file
+        from blip_core.hub import resolve_file, split_hub_options
 
+        hub, kwargs = split_hub_options(kwargs)
         source = Path(pretrained_model_name_or_path)
         if source.is_file():
             path = source
         else:
-            path = resolve_file(
-                pretrained_model_name_or_path,
-                CONFIG_NAME,
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                token=token,
-            )
+            path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **hub)
         data = read_config_json(path)
         if cls.base_config_key and data.get("model_type") == BlipConfig.model_type:
             data = data.get(cls.base_config_key) or {}
@@ -256,6 +271,21 @@ class BlipConfigBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string(use_diff=False)}"
+
+
+def apply_config_kwargs(config: BlipConfigBase, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Set each of `kwargs` that names a field of `config` (a dict for a section such as `text_config`
+    updates that section's fields); return the others, unused, as `transformers`' `from_dict` does."""
+    unused: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key.startswith("_") or key not in vars(config):
+            unused[key] = value
+            continue
+        current = getattr(config, key)
+        if isinstance(current, BlipConfigBase) and isinstance(value, dict):
+            value = type(current).from_dict({**current.to_dict(), **value})
+        setattr(config, key, value)
+    return unused
 
 
 def _json_default(value: Any) -> Any:

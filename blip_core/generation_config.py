@@ -312,9 +312,11 @@ class GenerationConfig:
         push_to_hub: bool = False,
         **kwargs: Any,
     ) -> Path:
-        """Write `generation_config.json` (the diff against the defaults), atomically; refuses invalid settings."""
-        if push_to_hub:
-            raise ValueError("push_to_hub is not supported: save locally, then upload with huggingface_hub")
+        """Write `generation_config.json` (the diff against the defaults), atomically; refuses invalid settings
+        and `push_to_hub=True`."""
+        from blip_core.saving import check_save_kwargs
+
+        check_save_kwargs("GenerationConfig", push_to_hub, kwargs)
         try:
             self.validate(strict=True)
         except ValueError as err:
@@ -343,18 +345,21 @@ class GenerationConfig:
 
         Raises `OSError` when the file is missing or not valid JSON.
         """
-        path = find_generation_config(
-            pretrained_model_name,
-            config_file_name,
-            revision=None if revision == "main" else revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
+        from blip_core.hub import split_hub_options
+
+        hub, kwargs = split_hub_options(
+            {
+                "revision": None if revision == "main" else revision,
+                "cache_dir": cache_dir,
+                "force_download": force_download,
+                "local_files_only": local_files_only,
+                "token": token,
+                **kwargs,
+            }
         )
+        path = find_generation_config(pretrained_model_name, config_file_name, **hub)
         if path is None:
             raise OSError(f"{config_file_name or GENERATION_CONFIG_NAME} not found in {pretrained_model_name}")
-        for key in ("subfolder", "proxies", "resume_download", "_commit_hash", "use_auth_token"):
-            kwargs.pop(key, None)
         result = cls.from_dict(read_generation_json(path), **kwargs)
         config = result[0] if isinstance(result, tuple) else result
         config._original_object_hash = hash(config)

@@ -10,6 +10,7 @@ text decoder's own config, the model's `generation_config` (and so a top-level
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -74,7 +75,31 @@ class GenerationConfigMixin:
         )
 
 
-def load_generation_config(name_or_path: str | os.PathLike, hub: dict[str, Any]) -> GenerationConfig | None:
-    """The `generation_config.json` of a checkpoint (folder or Hub repo), or None when it has none."""
+def load_generation_config(
+    name_or_path: str | os.PathLike, hub: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> GenerationConfig | None:
+    """The `generation_config.json` of a checkpoint (folder or Hub repo) with `overrides` set, or None when
+    it has none."""
     path = find_generation_config(name_or_path, **hub) if not os.path.isfile(name_or_path) else None
-    return GenerationConfig.from_pretrained(path) if path is not None else None
+    return GenerationConfig.from_pretrained(path, **(overrides or {})) if path is not None else None
+
+
+def attach_generation_config(
+    model: Any, name_or_path: str | os.PathLike, hub: dict[str, Any], given: Any, overrides: dict[str, Any]
+) -> None:
+    """Set `model.generation_config` at the end of `from_pretrained`, as `transformers` does: a copy of
+    `generation_config=` when given; else the checkpoint's `generation_config.json`; else the one derived
+    from the config at construction. Loading overrides that name generation fields (`num_beams=3`, ...)
+    set it too (`transformers` passes them on to `GenerationConfig.from_pretrained`)."""
+    if not model.can_generate():
+        return
+    if given is not None:
+        model.generation_config = copy.deepcopy(given) if isinstance(given, GenerationConfig) else given
+        return
+    loaded = load_generation_config(name_or_path, hub, overrides)
+    if loaded is not None:
+        model.generation_config = loaded
+    elif overrides:
+        derived = model.generation_config
+        derived.update(**overrides)
+        derived._original_object_hash = hash(derived)  # still "derived from the model config", as in transformers

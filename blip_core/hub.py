@@ -18,6 +18,7 @@ import socket
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blip_core.hub_errors import (
     MISSES,
@@ -53,6 +54,21 @@ WEIGHT_CANDIDATES: tuple[tuple[str, str, str], ...] = (
 )
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+# The Hub options every `from_pretrained` takes (models, configs, processors, tokenizers, image
+# processors, generation configs, pipelines' `model_kwargs`), as `resolve_file` receives them.
+HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token", "force_download", "subfolder")
+# Accepted for `transformers` programs and without effect here, each for a reason:
+INERT_HUB_OPTIONS = (
+    "use_auth_token",  # the old name of `token`: renamed, not dropped (see `split_hub_options`)
+    "resume_download",  # huggingface_hub always resumes interrupted downloads (transformers ignores it too)
+    "proxies",  # huggingface_hub >= 1.0 takes no per-call proxies: set HTTPS_PROXY in the environment
+    "trust_remote_code",  # nothing from a checkpoint is ever run: BLIP's code is this library's
+    "mirror",  # removed from transformers long ago; it ignores it
+    "_from_auto",  # transformers' telemetry markers
+    "_from_pipeline",
+    "_commit_hash",  # transformers' cache bookkeeping; huggingface_hub resolves the revision itself
+)
 
 
 @dataclass(frozen=True)
@@ -116,13 +132,51 @@ _HUB_FAILURES: tuple[tuple[str, type[HubError], str], ...] = (
 )
 
 
+def split_hub_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Hub options for `resolve_file`, the other keyword arguments) of a `from_pretrained` call.
+
+    `use_auth_token` becomes `token`; the inert options of `INERT_HUB_OPTIONS` are dropped.
+
+    Raises:
+        ValueError: both `token` and `use_auth_token` given (as `transformers` raises).
+    """
+    hub = {key: value for key, value in kwargs.items() if key in HUB_OPTIONS}
+    rest = {key: value for key, value in kwargs.items() if key not in HUB_OPTIONS and key not in INERT_HUB_OPTIONS}
+    legacy_token = kwargs.get("use_auth_token")
+    if legacy_token is not None:
+        if hub.get("token") is not None:
+            raise ValueError("`token` and `use_auth_token` are both specified; pass only `token`")
+        hub["token"] = legacy_token
+    if hub.get("subfolder") is not None and not isinstance(hub["subfolder"], (str, os.PathLike)):
+        raise TypeError(f"subfolder must be a string, got {type(hub['subfolder']).__name__}")
+    return hub, rest
+
+
+def add_variant(filename: str, variant: str | None) -> str:
+    """`transformers`' variant file name: `model.safetensors` -> `model.fp16.safetensors`,
+    `model.safetensors.index.json` -> `model.safetensors.index.fp16.json`."""
+    if not variant:
+        return filename
+    stem, extension = filename.rsplit(".", 1)
+    return f"{stem}.{variant}.{extension}"
+
+
 def _hub_download(repo_id: str, filename: str, **options) -> Path:
     """Fetch one file from the Hub (or its cache); each failure as its typed `HubError` (see `hub_errors`)."""
     import huggingface_hub
     from huggingface_hub import constants, errors
 
     local_only = options.pop("local_files_only", False) or is_offline()
+    if options.get("force_download") and local_only:
+        raise ValueError(
+            f"force_download=True cannot fetch {filename!r} from {repo_id!r}: downloads are off (local_files_only "
+            "or HF_HUB_OFFLINE)"
+        )
     unreachable = not local_only and not hub_reachable(constants.ENDPOINT)
+    if unreachable and options.get("force_download"):
+        raise HubUnreachableError(
+            f"cannot reach the Hugging Face Hub to download {filename!r} of {repo_id!r} again (force_download=True)"
+        )
     try:
         return Path(
             huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=local_only or unreachable, **options)
@@ -173,15 +227,18 @@ def resolve_file(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     token: str | bool | None = None,
+    force_download: bool = False,
+    subfolder: str | os.PathLike | None = None,
     required: bool = True,
 ) -> Path | None:
-    """Local path of `filename` in a folder or Hub repo; None if absent and not required.
+    """Local path of `filename` in a folder or Hub repo (under `subfolder`); None if absent and not required.
 
     Raises the typed `HubError`s of `blip_core.hub_errors`: a missing file is a `FileNotFoundError` (local
     folder), an `EntryNotFoundError` (Hub) or a `LocalEntryNotFoundError` (offline, not cached); a missing
     repo, revision or access right is the matching `huggingface_hub` error. All are `OSError`s.
     """
     folder = _local_dir(name_or_path)
+    subfolder = _checked_subfolder(subfolder)
     try:
         if folder is None:
             return _hub_download(
@@ -191,15 +248,40 @@ def resolve_file(
                 cache_dir=cache_dir,
                 local_files_only=local_files_only,
                 token=token,
+                force_download=force_download,
+                subfolder=subfolder or None,
             )
-        path = folder / filename
+        path = folder / subfolder / filename
         if not path.is_file():
-            raise HubFileNotFoundError(f"{filename} not found in folder {name_or_path}")
+            where = f"{name_or_path}/{subfolder}" if subfolder else str(name_or_path)
+            raise HubFileNotFoundError(f"{filename} not found in folder {where}")
         return path
     except MISSES:
         if required:
             raise
         return None
+
+
+def _checked_subfolder(subfolder: str | os.PathLike | None) -> str:
+    """A relative folder inside the model folder or repo ("" for none); no `..`, no absolute path."""
+    text = str(subfolder or "").replace("\\", "/").strip("/")
+    if text and (Path(str(subfolder)).is_absolute() or ".." in text.split("/")):
+        raise ValueError(f"subfolder must be a relative folder inside the model folder or repo, got {subfolder!r}")
+    return text
+
+
+def weight_formats(use_safetensors: bool | None, formats: tuple[str, ...] = ALL_FORMATS) -> tuple[str, ...]:
+    """The formats `from_pretrained` may read: safetensors only (`use_safetensors=True`), all but
+    safetensors (`False`), or all (`None`), as `transformers` decides.
+
+    Raises:
+        TypeError: `use_safetensors` is not None or a bool.
+    """
+    if use_safetensors is None:
+        return formats
+    if not isinstance(use_safetensors, bool):
+        raise TypeError(f"use_safetensors must be True, False or None, got {use_safetensors!r}")
+    return tuple(fmt for fmt in formats if (fmt == "safetensors") == use_safetensors)
 
 
 def resolve_weights(
@@ -209,16 +291,34 @@ def resolve_weights(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     token: str | bool | None = None,
+    force_download: bool = False,
+    subfolder: str | os.PathLike | None = None,
     formats: tuple[str, ...] = ALL_FORMATS,
+    variant: str | None = None,
 ) -> WeightFiles:
-    """Pick the weight files of a model: the first of `WEIGHT_CANDIDATES` (of the `formats` given) it holds."""
-    options = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+    """Pick the weight files of a model: the first of `WEIGHT_CANDIDATES` (of the `formats` given) it
+    holds, named for `variant` when one is given (`model.fp16.safetensors`, ...).
+
+    Raises:
+        HubError (an OSError): no candidate found; the message names the folder or repo and the files.
+        ValueError: a `variant` that is not a plain name.
+    """
+    if variant is not None and (not isinstance(variant, str) or not re.fullmatch(r"[\w\-]+", variant)):
+        raise ValueError(f"variant must be a name such as 'fp16' (letters, digits, '_' or '-'), got {variant!r}")
+    options = dict(
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
+        force_download=force_download,
+        subfolder=subfolder,
+    )
     unreachable: HubUnreachableError | None = None
     miss: HubError | None = None
     for fmt, single, index in WEIGHT_CANDIDATES:
         if fmt not in formats:
             continue
-        for name in (single, index):
+        for name in (add_variant(single, variant), add_variant(index, variant)):
             try:
                 path = resolve_file(name_or_path, name, **options)
             except HubUnreachableError as err:  # a later candidate may be in the cache
@@ -227,13 +327,15 @@ def resolve_weights(
             except MISSES as err:
                 miss = miss or err
                 continue
-            if name == single:
+            if name == add_variant(single, variant):
                 return WeightFiles(fmt, (path,))
             return WeightFiles(fmt, tuple(resolve_file(name_or_path, shard, **options) for shard in shard_names(path)))
     if unreachable is not None:
         raise unreachable
-    names = ", ".join(single for fmt, single, _ in WEIGHT_CANDIDATES if fmt in formats)
-    message = f"no weights found in {name_or_path}: expected one of {names} (or a sharded index)"
+    names = ", ".join(add_variant(single, variant) for fmt, single, _ in WEIGHT_CANDIDATES if fmt in formats)
+    where = f"{name_or_path}/{_checked_subfolder(subfolder)}" if subfolder else str(name_or_path)
+    only = " (use_safetensors=True: safetensors only)" if formats == ("safetensors",) else ""
+    message = f"no weights found in {where}: expected one of {names} (or a sharded index){only}"
     if miss is None:
         raise HubFileNotFoundError(message)
     raise type(miss)(message, miss.__cause__) from miss.__cause__

@@ -94,8 +94,8 @@ def __getattr__(name: str) -> type:
 def describe(image: Any) -> str:
     """A short human description of an input for error messages."""
     if isinstance(image, (str, Path)):
-        text = str(image)
-        return repr(text if len(text) <= 80 else text[:77] + "...")
+        text = str(image)  # a long one keeps its start and its end: a path's file name is at the end
+        return repr(text if len(text) <= 120 else f"{text[:40]}...{text[-77:]}")
     if isinstance(image, np.ndarray):
         return f"a NumPy array of shape {image.shape} and dtype {image.dtype}"
     if isinstance(image, PIL.Image.Image):

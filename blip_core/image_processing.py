@@ -244,7 +244,11 @@ class ImageProcessorSettings:
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> Path:
+        """Write `preprocessor_config.json` atomically; `push_to_hub=True` is refused."""
+        from blip_core.saving import check_save_kwargs
+
+        check_save_kwargs(type(self).__name__, push_to_hub, kwargs)
         path = Path(save_directory) / IMAGE_PROCESSOR_NAME
         atomic_write_text(path, self.to_json_string())
         return path
@@ -271,9 +275,11 @@ class ImageProcessorSettings:
 
 def resolve_image_processor_file(name_or_path: str | os.PathLike, kwargs: dict[str, Any]) -> Path:
     """The `preprocessor_config.json` of a folder, a file path or a Hub id (pops Hub options from kwargs)."""
-    from blip_core.hub import resolve_file
+    from blip_core.hub import resolve_file, split_hub_options
 
-    hub_options = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+    hub_options, rest = split_hub_options(kwargs)
+    kwargs.clear()
+    kwargs.update(rest)
     source = Path(name_or_path)
     return source if source.is_file() else Path(resolve_file(name_or_path, IMAGE_PROCESSOR_NAME, **hub_options))
 

@@ -2,8 +2,10 @@
 
 `open_pretrained` resolves the config and the weight files of a folder or Hub
 id and matches them to a class (one `CheckpointError` listing every problem);
-each tree then only creates its model and assigns the arrays.
-`write_pretrained` writes `config.json` and a canonical `model.safetensors`.
+each tree then only creates its model and assigns the arrays. The keyword
+arguments are sorted by `blip_core.load_options` and `blip_core.saving`.
+`write_pretrained` writes the weights (`model.safetensors` by default, sharded
+and in other formats on request), `config.json` and `generation_config.json`.
 """
 
 from __future__ import annotations
@@ -15,46 +17,40 @@ from typing import Any
 
 import numpy as np
 
-from blip_core.checkpoint import TensorSource, open_weights, save_safetensors
+from blip_core.checkpoint import TensorSource, open_weights
 from blip_core.configuration import BlipConfigBase
 from blip_core.generation_config import GenerationConfig
 from blip_core.hub import resolve_weights
-from blip_core.weights import PreparedState, prepare_state
-
-HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token")
-
-
-def split_hub_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(Hub options, the rest) of `from_pretrained` keyword arguments."""
-    hub = {key: value for key, value in kwargs.items() if key in HUB_OPTIONS}
-    return hub, {key: value for key, value in kwargs.items() if key not in HUB_OPTIONS}
-
-
-def resolve_config(
-    config_class: type[BlipConfigBase], name_or_path: Any, config: Any, hub: dict, overrides: dict
-) -> BlipConfigBase:
-    """The config to build: read from `name_or_path` unless given; `overrides` set fields."""
-    if config is None:
-        return config_class.from_pretrained(name_or_path, **hub, **overrides)
-    if not isinstance(config, config_class):
-        raise TypeError(f"config must be a {config_class.__name__}, got {type(config).__name__}")
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
+from blip_core.load_options import LoadOptions
+from blip_core.saving import SaveOptions, write_weights
+from blip_core.weights import PreparedState, expected_params, prepare_state
 
 
 def open_pretrained(
-    name_or_path: Any, class_name: str, config: BlipConfigBase, hub: dict
+    name_or_path: Any, class_name: str, config: BlipConfigBase, options: LoadOptions
 ) -> tuple[TensorSource, PreparedState]:
-    """Open the weights of `name_or_path` and match them to `class_name`; the caller closes the source."""
-    source = open_weights(resolve_weights(name_or_path, **hub))
+    """Open the weights of `name_or_path` (the formats and variant `options` allow) and match them to
+    `class_name`; the caller closes the source.
+
+    Raises:
+        OSError: no weight file (`blip_core.hub_errors`). CheckpointError (a ValueError): the tensors do not
+            fit the model; with `ignore_mismatched_sizes=True` too (nothing is re-initialised here).
+    """
+    files = resolve_weights(name_or_path, **options.hub, formats=options.formats, variant=options.variant)
+    source = open_weights(files)
     try:
         architectures = getattr(config, "architectures", None) or []
         bare = class_name[2:] if class_name.startswith("TFBlip") else class_name
-        hint = ""
+        hints = []
         if architectures and architectures[0] != bare:
-            hint = f"config.json says the checkpoint is a {architectures[0]}"
-        return source, prepare_state(source, class_name, config, hint=hint)
+            hints.append(f"config.json says the checkpoint is a {architectures[0]}")
+        if options.ignore_mismatched_sizes:
+            hints.append(
+                "ignore_mismatched_sizes=True does not apply: blip-dual never re-initialises tensors of a checkpoint "
+                "that does not fit; load with the checkpoint's own config, then change the model "
+                "(e.g. resize_token_embeddings)"
+            )
+        return source, prepare_state(source, class_name, config, hint="\n".join(hints))
     except BaseException:
         source.close()
         raise
@@ -66,17 +62,40 @@ def write_pretrained(
     class_name: str,
     arrays: Mapping[str, np.ndarray],
     dtype_name: str,
+    options: SaveOptions,
+    *,
+    fmt: str = "safetensors",
     bf16_names: frozenset[str] = frozenset(),
     generation_config: GenerationConfig | None = None,
+    total_parameters: int | None = None,
 ) -> Path:
-    """Write `model.safetensors` (canonical names, PyTorch layout), `config.json` and, for the classes
-    that generate, `generation_config.json` (as `transformers` does), atomically each."""
+    """Write the weights (`fmt`, sharded and named as `options` say; `saving.write_weights`), then
+    `config.json` and, for the classes that generate, `generation_config.json` (as `transformers` does),
+    each atomically. `is_main_process=False` writes nothing.
+
+    Raises:
+        ValueError: `directory` exists and is not a folder.
+    """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
+    if not options.is_main_process:
+        return directory
     directory.mkdir(parents=True, exist_ok=True)
-    save_safetensors(directory / "model.safetensors", arrays, bf16_names=bf16_names)
-    config.architectures = [class_name[2:] if class_name.startswith("TFBlip") else class_name]
+    bare = class_name.removeprefix("TF")
+    order = {spec.name: i for i, spec in enumerate(expected_params(bare, config))}
+    ordered = dict(sorted(arrays.items(), key=lambda item: order.get(item[0], len(order))))  # one order, both trees
+    write_weights(
+        directory,
+        ordered,
+        options,
+        fmt=fmt,
+        bf16_names=bf16_names,
+        class_name=bare,
+        config=config,
+        total_parameters=total_parameters,
+    )
+    config.architectures = [bare]
     config.dtype = dtype_name
     config.save_pretrained(directory)
     if generation_config is not None:

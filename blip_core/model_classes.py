@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from blip_core.configuration import read_config_json
@@ -18,9 +19,15 @@ AUTO_CLASSES: dict[str, tuple[str, ...]] = {
 _BY_MODEL_TYPE = {"blip": "BlipModel", "blip_vision_model": "BlipVisionModel", "blip_text_model": "BlipTextModel"}
 
 
-def resolve_class(auto_name: str, source: str | os.PathLike, hub: dict[str, Any]) -> str:
-    """The BLIP class an Auto entry point loads `source` as, from `architectures` (else `model_type`)."""
-    raw = read_config_json(resolve_file(source, "config.json", **hub))
+def resolve_class(auto_name: str, source: str | os.PathLike, hub: dict[str, Any], config: Any = None) -> str:
+    """The BLIP class an Auto entry point loads `source` as, from `architectures` (else `model_type`) of
+    `config` when given (a config object or a path), else of the checkpoint's `config.json`."""
+    if hasattr(config, "to_dict"):
+        raw = config.to_dict()
+    else:
+        config_source = source if config is None else config
+        path = Path(config_source) if Path(config_source).is_file() else None
+        raw = read_config_json(path or resolve_file(config_source, "config.json", **hub))
     allowed = AUTO_CLASSES[auto_name]
     declared = [name.removeprefix("TF") for name in raw.get("architectures") or []]
     for name in declared:

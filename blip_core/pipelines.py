@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from blip_core.loading import split_hub_options
+from blip_core.hub import split_hub_options
 from blip_core.pipeline_inputs import (
     Item,
     KeyDataset,
@@ -107,9 +107,12 @@ class Pipeline:
     def image_processor(self) -> Any:
         return self.processor.image_processor
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write the model and its processor files into `save_directory`."""
-        self.model.save_pretrained(save_directory)
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any
+    ) -> None:
+        """Write the model (with `save_pretrained`'s options, as `transformers` passes them) and its processor
+        files into `save_directory`."""
+        self.model.save_pretrained(save_directory, safe_serialization=safe_serialization, **kwargs)
         self.processor.save_pretrained(save_directory)
 
     def __call__(self, *args: Any, batch_size: int | None = None, num_workers: int | None = None, **kwargs: Any) -> Any:
@@ -239,6 +242,11 @@ def pipeline(
         raise ValueError(f"framework must be 'pt' or 'tf', got {framework!r}")
     task = _task(task, model, hub)
     source = model if model is not None else default_model(task)
+    in_kwargs = {key: model_options.pop(key) for key in ("dtype", "torch_dtype") if key in model_options}
+    if any(value is not None for value in in_kwargs.values()) and (dtype is not None or torch_dtype is not None):
+        raise ValueError("a dtype was given both to pipeline(...) and in model_kwargs: give it once")
+    dtype = dtype if dtype is not None else in_kwargs.get("dtype")
+    torch_dtype = torch_dtype if torch_dtype is not None else in_kwargs.get("torch_dtype")
     runtime = Runtime(framework, device, choose_dtype(framework, dtype, torch_dtype))
     processor = _processor(processor, tokenizer, image_processor or feature_extractor, source, hub)
     if config is not None:

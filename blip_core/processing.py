@@ -12,8 +12,6 @@ from blip_core.feature import BatchFeature, check_tensor_type, to_framework
 from blip_core.image_processing import BlipImageProcessor, ImageProcessorSettings
 from blip_core.tokenization import BlipTokenizer
 
-_HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token")
-
 
 class BlipProcessor:
     """Prepare images and text for every BLIP model (`transformers.BlipProcessor`).
@@ -99,16 +97,23 @@ class BlipProcessor:
         The image processor is `BlipImageProcessorFast` with `use_fast=True`, else `BlipImageProcessor`
         (also when the folder saved a fast one), as `transformers` 4.57 decides.
         """
+        from blip_core.hub import split_hub_options
         from blip_core.image_processing_fast import BlipImageProcessorFast
 
-        options = {k: kwargs.pop(k) for k in _HUB_OPTIONS if k in kwargs}
+        options, kwargs = split_hub_options(kwargs)
         image_class = BlipImageProcessorFast if use_fast else BlipImageProcessor
         image_processor = image_class.from_pretrained(pretrained_model_name_or_path, **options, **kwargs)
         tokenizer = BlipTokenizer.from_pretrained(pretrained_model_name_or_path, **options)
         return cls(image_processor, tokenizer)
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> list[Path]:
-        """Write the Hub's processor file set into `save_directory`."""
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any
+    ) -> list[Path]:
+        """Write the Hub's processor file set into `save_directory` (`legacy_serialization` is accepted: the
+        files are those `transformers` 4.57 writes either way); `push_to_hub=True` is refused."""
+        from blip_core.saving import check_save_kwargs
+
+        check_save_kwargs("BlipProcessor", push_to_hub, kwargs, inert=("legacy_serialization",))
         directory = Path(save_directory)
         if directory.exists() and not directory.is_dir():
             raise ValueError(f"save_pretrained: {directory} exists and is not a directory")

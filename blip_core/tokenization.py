@@ -423,9 +423,9 @@ class BlipTokenizer:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> BlipTokenizer:
         """Load from a folder or Hub id: `tokenizer.json` if present, else `vocab.txt`."""
-        from blip_core.hub import resolve_file
+        from blip_core.hub import resolve_file, split_hub_options
 
-        options = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+        options, kwargs = split_hub_options(kwargs)
         source = pretrained_model_name_or_path
         config_path = resolve_file(source, TOKENIZER_CONFIG_NAME, required=False, **options)
         config = _read_json(config_path) if config_path else {}
@@ -441,9 +441,21 @@ class BlipTokenizer:
                 settings[name] = special_map[name]
         return cls(vocab_file=vocab_file, tokenizer_file=tokenizer_file, **{**settings, **kwargs})
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> list[Path]:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        legacy_format: bool | None = None,
+        filename_prefix: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> list[Path]:
         """Write the Hub's tokenizer file set: tokenizer.json, vocab.txt, the two configs and added_tokens.json,
         added tokens included, so `transformers`' `BertTokenizerFast` (and `BertTokenizer`) read the same ids."""
+        from blip_core.saving import check_save_kwargs
+
+        check_save_kwargs("BlipTokenizer", push_to_hub, kwargs)  # legacy_format: both formats are always written
+        if filename_prefix is not None:
+            raise ValueError("BlipTokenizer.save_pretrained: filename_prefix is not supported (the Hub's file names)")
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         vocab = self._tokenizer.get_vocab(with_added_tokens=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from blip_core.loading import split_hub_options
+from blip_core.hub import split_hub_options
 from blip_core.model_classes import resolve_class
 
 
@@ -20,7 +20,9 @@ class _TFAutoBase:
         import blip_tf
 
         hub, _ = split_hub_options(kwargs)
-        class_name = resolve_class(cls.__name__.removeprefix("TF"), pretrained_model_name_or_path, hub)
+        class_name = resolve_class(
+            cls.__name__.removeprefix("TF"), pretrained_model_name_or_path, hub, kwargs.get("config")
+        )
         return getattr(blip_tf, "TF" + class_name).from_pretrained(pretrained_model_name_or_path, **kwargs)
 
 

@@ -19,10 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from blip_core.configuration import BlipConfigBase
-from blip_core.generation_support import GenerationConfigMixin, load_generation_config
-from blip_core.loading import open_pretrained, resolve_config, split_hub_options, write_pretrained
+from blip_core.generation_support import GenerationConfigMixin, attach_generation_config
+from blip_core.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
+from blip_core.loading import open_pretrained, write_pretrained
 from blip_core.model_constants import MASK_FILL_VALUE, activation_name
 from blip_core.safetensors_io import ALIGNMENT, float32_to_bf16_bits
+from blip_core.saving import DEFAULT_MAX_SHARD_SIZE, parse_save_options
 from blip_core.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
 from blip_core.weights import CheckpointError, expected_params, keras_axes, keras_variable_name, saved_names
 from blip_core.weights.layouts import from_keras, keras_attribute, to_keras
@@ -246,6 +248,28 @@ def resolve_dtype(dtype: Any, config: BlipConfigBase) -> str:
     return name
 
 
+def resolve_device(device: Any, device_map: Any) -> str | None:
+    """`device`/`device_map` as a TensorFlow device name (None: TensorFlow places the variables).
+
+    Raises:
+        ValueError: a multi-device map, or a value that names no device.
+    """
+    from blip_core.pipeline_runtime import tf_device
+
+    if device_map is not None:
+        if device_map != "auto" and not isinstance(device_map, (str, int)) and not hasattr(device_map, "type"):
+            raise ValueError(
+                f"device_map must be 'auto' or one device (multi-device maps are not supported), got {device_map!r}"
+            )
+        device = None if device_map == "auto" else device_map
+    return tf_device(device)
+
+
+def placed(device: str | None) -> Any:
+    """A context placing new variables on `device` (nothing when None)."""
+    return tf.device(device) if device else contextlib.nullcontext()
+
+
 def to_numpy(variable: Any) -> tuple[np.ndarray, bool]:
     """(array, is_bf16) for saving; bfloat16 comes back as uint16 bit patterns."""
     array = keras.ops.convert_to_numpy(variable)
@@ -364,20 +388,22 @@ class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
         cls,
         pretrained_model_name_or_path: str | os.PathLike,
         *,
-        config: BlipConfigBase | None = None,
-        dtype: Any = None,
+        config: BlipConfigBase | str | os.PathLike | None = None,
         **kwargs: Any,
-    ) -> TFBlipPreTrainedModel:
+    ) -> Any:
         """Load from a folder or Hub id (`model.safetensors`, else `pytorch_model.bin`, else `tf_model.h5`).
 
-        Needs no torch. Keyword arguments other than the Hub options override config fields.
+        Needs no torch. Takes the keyword arguments of `BlipPreTrainedModel.from_pretrained`
+        (`blip_core.load_options`); `dtype` (or `torch_dtype`) is a Keras dtype name, `device`/`device_map`
+        place the variables (`tf.device`).
         """
-        hub, overrides = split_hub_options(kwargs)
-        config = resolve_config(cls.config_class, pretrained_model_name_or_path, config, hub, overrides)
-        dtype_name = resolve_dtype(dtype, config)
-        source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, hub)
+        options = parse_load_options(cls.__name__, kwargs)
+        config = resolve_config(cls.config_class, cls.__name__, pretrained_model_name_or_path, config, options)
+        dtype_name = resolve_dtype(options.dtype, config)
+        target = resolve_device(options.device, options.device_map)
+        source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, options)
         try:
-            with building(dtype_name, loading=True):
+            with building(dtype_name, loading=True), placed(target):
                 model = cls(config)
                 model.tie_weights(untied=state.untied)
                 for name in state.names:  # each variable is created straight from its tensor, read then
@@ -389,10 +415,10 @@ class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
             raise CheckpointError(f"{cls.__name__} has no variable for a checkpoint tensor: {err}") from None
         finally:
             source.close()
-        generation_config = load_generation_config(pretrained_model_name_or_path, hub) if model.can_generate() else None
-        if generation_config is not None:
-            model.generation_config = generation_config
-        return model
+        attach_generation_config(
+            model, pretrained_model_name_or_path, options.hub, options.generation_config, generation_overrides(options)
+        )
+        return (model, loading_info()) if options.output_loading_info else model
 
     # -- saving ------------------------------------------------------------------------
 
@@ -400,11 +426,41 @@ class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
         """Tie aliases that currently hold their own variable (saved, unlike tied ones)."""
         return frozenset()
 
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-        """Write `config.json`, a canonical, PyTorch-named `model.safetensors` and, for the classes that
-        generate, `generation_config.json`, atomically."""
-        if not safe_serialization:
-            raise ValueError("only safetensors is written; use blip-convert for other formats")
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        state_dict: dict[str, Any] | None = None,
+        save_function: Any = None,
+        push_to_hub: bool = False,
+        max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Twin of `BlipPreTrainedModel.save_pretrained`: canonical, PyTorch-named `model.safetensors` by default
+        (`transformers`' TF port defaults to `tf_model.h5`); `safe_serialization=False` writes `tf_model.h5` as
+        the TF port names it (shards too). `save_function` concerns only `pytorch_model.bin` and is unused here.
+        Raises ValueError for `push_to_hub=True`, `state_dict=` (a PyTorch notion) or `saved_model=True`.
+        """
+        if state_dict is not None:
+            raise ValueError(
+                f"{type(self).__name__}.save_pretrained: state_dict= is not supported in TensorFlow; set the "
+                "variables, then save"
+            )
+        if kwargs.pop("saved_model", False):
+            raise ValueError("saved_model=True is not supported; use blip_tf.export_for_serving(model, folder)")
+        options = parse_save_options(
+            type(self).__name__,
+            is_main_process,
+            push_to_hub,
+            max_shard_size,
+            safe_serialization,
+            variant,
+            save_function,
+            {key: value for key, value in kwargs.items() if key not in ("version", "signatures")},
+        )
         self.build_model()
         specs = {spec.name: spec for spec in expected_params(type(self).__name__, self.config)}
         arrays, bf16 = {}, set()
@@ -420,6 +476,9 @@ class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
             type(self).__name__,
             arrays,
             self.dtype,
-            frozenset(bf16),
-            self.generation_config,
+            options,
+            fmt="safetensors" if options.safe_serialization else "h5",
+            bf16_names=frozenset(bf16),
+            generation_config=self.generation_config,
+            total_parameters=self.num_parameters(),
         )

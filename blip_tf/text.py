@@ -527,7 +527,6 @@ class TFBlipTextModel(TFBlipPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-
     def _empty_output(
         self,
         length: int,

@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from blip_core.configuration import BlipConfigBase
-from blip_core.generation_support import GenerationConfigMixin, load_generation_config
-from blip_core.loading import open_pretrained, resolve_config, split_hub_options, write_pretrained
+from blip_core.generation_support import GenerationConfigMixin, attach_generation_config
+from blip_core.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
+from blip_core.loading import open_pretrained, write_pretrained
 from blip_core.model_constants import MASK_FILL_VALUE, activation_name
+from blip_core.saving import DEFAULT_MAX_SHARD_SIZE, parse_save_options
 from blip_core.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
 from blip_core.weights import CheckpointError, saved_names
 
@@ -290,23 +292,21 @@ class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
         cls,
         pretrained_model_name_or_path: str | os.PathLike,
         *,
-        config: BlipConfigBase | None = None,
-        torch_dtype: Any = None,
-        device: Any = None,
-        device_map: Any = None,
+        config: BlipConfigBase | str | os.PathLike | None = None,
         **kwargs: Any,
-    ) -> BlipPreTrainedModel:
+    ) -> Any:
         """Load from a folder or Hub id (`model.safetensors`, else `pytorch_model.bin`, else `tf_model.h5`).
 
-        Keyword arguments other than the Hub options (`revision`, `cache_dir`,
-        `local_files_only`, `token`) override config fields.
+        Takes `transformers`' keyword arguments (`blip_core.load_options`): Hub options (`revision`,
+        `subfolder`, ...), `use_safetensors`, `variant`, `torch_dtype`/`dtype`, `device`/`device_map`,
+        `output_loading_info` (then returns `(model, info)`), `generation_config`; others set config fields.
+        Raises ValueError for an option not supported, TypeError for an unknown one.
         """
-        hub, overrides = split_hub_options(kwargs)
-        if torch_dtype is None and "dtype" in overrides:  # the newer name of the same option
-            torch_dtype = overrides.pop("dtype")
-        config = resolve_config(cls.config_class, pretrained_model_name_or_path, config, hub, overrides)
-        dtype = resolve_dtype(torch_dtype, config)
-        source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, hub)
+        options = parse_load_options(cls.__name__, kwargs)
+        config = resolve_config(cls.config_class, cls.__name__, pretrained_model_name_or_path, config, options)
+        dtype = resolve_dtype(options.dtype, config)
+        target = resolve_device(options.device, options.device_map)
+        source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, options)
         try:
             with torch.device("meta"):
                 model = cls(config)
@@ -320,13 +320,13 @@ class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
         problems += [name for name, p in model.named_parameters() if p.is_meta]
         if problems:  # the core validated the names; this is a model-tree bug
             raise CheckpointError(f"{cls.__name__} could not take {problems} from {source.path}")
-        generation_config = load_generation_config(pretrained_model_name_or_path, hub) if model.can_generate() else None
-        if generation_config is not None:
-            model.generation_config = generation_config
-        target = resolve_device(device, device_map)
+        attach_generation_config(
+            model, pretrained_model_name_or_path, options.hub, options.generation_config, generation_overrides(options)
+        )
         if target is not None:
             model.to(target)
-        return model.eval()
+        model.eval()
+        return (model, loading_info()) if options.output_loading_info else model
 
     # -- saving ------------------------------------------------------------------------
 
@@ -334,15 +334,40 @@ class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
         """Tie aliases that currently hold their own tensor (saved, unlike tied ones)."""
         return frozenset()
 
-    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-        """Write `config.json`, a canonical `model.safetensors` (tied aliases omitted) and, for the classes
-        that generate, `generation_config.json`, atomically."""
-        if not safe_serialization:
-            raise ValueError("only safetensors is written; use blip-convert for pytorch_model.bin")
-        state = self.state_dict()
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        state_dict: dict[str, Any] | None = None,
+        save_function: Any = None,
+        push_to_hub: bool = False,
+        max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Write the weights (`model.safetensors`; `pytorch_model.bin` with `safe_serialization=False`, written by
+        `save_function`, default `torch.save`), sharded above `max_shard_size` as `transformers` names shards,
+        for a `variant`; then `config.json` and, for the classes that generate, `generation_config.json`.
+        Tied aliases are omitted; every file is atomic; stale weight files that would shadow these are removed.
+        `state_dict` saves those tensors (canonical names) instead of the model's. Raises ValueError for
+        `push_to_hub=True`, TypeError for an unknown argument.
+        """
+        options = parse_save_options(
+            type(self).__name__,
+            is_main_process,
+            push_to_hub,
+            max_shard_size,
+            safe_serialization,
+            variant,
+            save_function,
+            kwargs,
+        )
+        state = self.state_dict() if state_dict is None else state_dict
         arrays, bf16 = {}, set()
         for name in saved_names(list(state), type(self).__name__, self.config, self.untied_names()):
-            arrays[name], is_bf16 = to_numpy(state[name])
+            arrays[name], is_bf16 = to_numpy(torch.as_tensor(state[name]))
             if is_bf16:
                 bf16.add(name)
         dtype_name = str(self.dtype).replace("torch.", "")
@@ -352,6 +377,9 @@ class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
             type(self).__name__,
             arrays,
             dtype_name,
-            frozenset(bf16),
-            self.generation_config,
+            options,
+            fmt="safetensors" if options.safe_serialization else "bin",
+            bf16_names=frozenset(bf16),
+            generation_config=self.generation_config,
+            total_parameters=self.num_parameters(),
         )

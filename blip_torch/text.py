@@ -376,7 +376,6 @@ class BlipTextModel(BlipPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-
     def _empty_output(
         self,
         length: int,

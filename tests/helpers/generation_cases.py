@@ -227,6 +227,105 @@ TOP_LEVEL_GENERATION_CONFIG = {"num_beams": 2, "max_new_tokens": 5, "no_repeat_n
 
 ALL_CASES = PROCESSOR_CASES + SAMPLING_CASES + END_TOKEN_CASES + GROUP_CASES + SETUP_CASES
 
+# Each TF case compiles its own XLA decoding loop (~2 s here, more on slower CI machines). The default run
+# takes one case of each processor family, search mode and precedence rule through TF; PyTorch runs every
+# case against the golden data, and `--run-slow` runs every case through TF too.
+TF_QUICK_CASES = frozenset(
+    {
+        "nrng3_beam",
+        "bad_words",
+        "min_new_tokens_beam",
+        "forced_bos",
+        "scores_beam",
+        "vqa_scores_beam",
+        "sample_beam_typical",
+        "eos_list_beam",
+        "group_processors",
+        "group_scores",
+        "legacy_beam5_len40",
+        "decoder_config_beam3",
+    }
+)
+
+
+# Twin-only cases (no golden data: PyTorch meets transformers on each option alone, above) that put every
+# processor and warper outside the quick set through one TF loop each, so the default run still compiles
+# all of blip_tf's logits code.
+COMBINED_CASES = [
+    _case(
+        "combined_greedy",
+        CAPTION,
+        "varied",
+        PROMPT,
+        sequence_bias={(65,): 1.5, (91, 84): -2.0},
+        forced_eos_token_id=3,
+        exponential_decay_length_penalty=(2, 1.4),
+        encoder_repetition_penalty=1.5,
+        encoder_no_repeat_ngram_size=2,
+        suppress_tokens=[40],
+        renormalize_logits=True,
+        remove_invalid_values=True,
+        repetition_penalty=1.2,
+        max_new_tokens=7,
+        output_logits=True,
+        **OUT,
+    ),
+    _case(
+        "combined_beam",
+        CAPTION,
+        "eos",
+        PIX,
+        num_beams=3,
+        num_return_sequences=2,
+        no_repeat_ngram_size=2,
+        bad_words_ids=[[91], [84, 65]],
+        sequence_bias={(40,): 1.0},
+        forced_eos_token_id=[3, 40],
+        exponential_decay_length_penalty=(3, 2.0),
+        begin_suppress_tokens=[84],
+        min_new_tokens=3,
+        length_penalty=0.8,
+        max_new_tokens=8,
+        **OUT,
+    ),
+    GenCase(
+        "combined_sampling",
+        CAPTION,
+        "varied",
+        PIX,
+        {
+            "do_sample": True,
+            "temperature": 0.8,
+            "top_k": 20,
+            "top_p": 0.9,
+            "typical_p": 0.8,
+            "min_p": 0.05,
+            "epsilon_cutoff": 0.01,
+            "eta_cutoff": 0.02,
+            "max_new_tokens": 1,
+            **OUT,
+        },
+        first_step_only=True,
+    ),
+    GenCase(
+        "combined_group",
+        VQA,
+        "eos",
+        QUESTION,
+        {**_GROUP, "diversity_penalty": 0.6, "num_return_sequences": 2, "no_repeat_ngram_size": 2, "max_new_tokens": 6},
+    ),
+]
+
+
+def tf_params(cases: list[GenCase]) -> list[Any]:
+    """`cases` as pytest parameters for a test that runs them through TF: outside the quick set, slow."""
+    import pytest
+
+    return [
+        pytest.param(case, id=case.name, marks=() if case.name in TF_QUICK_CASES else pytest.mark.slow)
+        for case in cases
+    ]
+
 
 def checkpoint_config(text_fields: dict[str, Any]) -> dict[str, Any]:
     """The config.json of a "varied" captioning checkpoint whose text config holds `text_fields`."""

@@ -201,6 +201,7 @@ def test_itm_objective_without_matched_pairs_is_the_same_in_both_trees(small_mod
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
 
 
+@pytest.mark.slow  # a Keras fit; the objective itself is tested in tests/tf/test_fit_helpers.py
 def test_keras_fit_on_batches_without_matched_pairs(small_models):
     """Keras traces the loss: batches without a matched pair must skip the contrastive term inside the graph."""
     import keras

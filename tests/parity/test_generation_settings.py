@@ -43,8 +43,14 @@ def pixels(framework: str, name: str = "pixel_values"):
     return torch.from_numpy(INPUTS[name].copy()) if framework == "pt" else INPUTS[name].copy()
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-@pytest.mark.parametrize("name", sorted(CHECKPOINT_CASES))
+@pytest.mark.parametrize(
+    ("name", "framework"),
+    [  # the rules are blip_core's: every checkpoint in PyTorch, the full-dump one in TF too (all: --run-slow)
+        pytest.param(name, framework, marks=() if framework == "pt" or name == "full_dump" else pytest.mark.slow)
+        for name in sorted(CHECKPOINT_CASES)
+        for framework in FRAMEWORKS
+    ],
+)
 def test_text_config_generation_fields_of_a_checkpoint(tmp_path, framework, name):
     """Full-dump configs (max_length 20 = 20 new tokens) and fine-tunes saved with num_beams/max_length."""
     folder = write_case_checkpoint(tmp_path / name, {**FULL_DUMP_FIELDS, **CHECKPOINT_CASES[name]})

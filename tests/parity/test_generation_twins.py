@@ -12,13 +12,13 @@ import tensorflow as tf
 import torch
 
 from tests.helpers.compare import assert_outputs_close
-from tests.helpers.generation_cases import ALL_CASES, CAPTION, VQA
+from tests.helpers.generation_cases import ALL_CASES, CAPTION, COMBINED_CASES, VQA, tf_params
 from tests.helpers.generation_runs import INPUTS, finite, load, outputs
 
 TWIN_CASES = [case for case in ALL_CASES if "max_time" not in case.kwargs]
 
 
-@pytest.mark.parametrize("case", TWIN_CASES, ids=[case.name for case in TWIN_CASES])
+@pytest.mark.parametrize("case", tf_params(TWIN_CASES) + [pytest.param(c, id=c.name) for c in COMBINED_CASES])
 def test_generation_twins_agree(case):
     found_pt, found_tf = outputs("pt", case), outputs("tf", case)
     if case.first_step_only:  # sampled ids differ (two random generators); the first step's scores do not

@@ -209,6 +209,7 @@ def test_keras_fit_and_torch_training_learn_the_new_token(small_models):
     assert not torch.allclose(torch_model.get_input_embeddings().weight[new_id], before)
 
 
+@pytest.mark.slow  # two Keras fits: the resize itself is covered by the fit test above
 def test_keras_model_compiled_and_trained_before_resizing_asks_for_compile(small_models):
     from blip_tf.training import to_tensors
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.compare import assert_outputs_close
-from tests.helpers.generation_cases import ALL_CASES, GenCase
+from tests.helpers.generation_cases import ALL_CASES, GenCase, tf_params
 from tests.helpers.generation_runs import compared, outputs
 from tests.helpers.golden import load_npz
 
@@ -26,7 +26,7 @@ def golden_for(case: GenCase) -> dict[str, np.ndarray]:
     return compared(case, found)
 
 
-@pytest.mark.parametrize("case", TF_CASES, ids=[case.name for case in TF_CASES])
+@pytest.mark.parametrize("case", tf_params(TF_CASES))
 def test_generate_matches_transformers(case):
     expected = golden_for(case)
     ours = compared(case, outputs("tf", case))

@@ -58,6 +58,7 @@ def test_caption_in_tensorflow_is_quiet_and_verbose_lets_the_lines_through(small
     assert {line.split("] ", 1)[-1] for line in tensorflow_own_lines} <= shown
 
 
+@pytest.mark.slow  # the same filter as the caption test below, around a longer command
 def test_demo_is_quiet(tmp_path):
     out = run("-m", "blip_core.cli", "demo", "--count", "1", "--start", "5")
     assert out.returncode == 0, out.stderr

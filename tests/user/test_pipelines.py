@@ -21,6 +21,9 @@ from tests.helpers.images import base_rgb, fixture
 
 IMAGES = [base_rgb(50, 60, seed=1), PIL.Image.fromarray(base_rgb(44, 64, seed=2)), str(fixture("rgba.png"))]
 
+# TF runs of tests whose pipeline logic is framework-neutral: each compiles its own XLA loops (--run-slow).
+PT_AND_SLOW_TF = [pytest.param("pt"), pytest.param("tf", marks=pytest.mark.slow)]
+
 
 @pytest.fixture(scope="module")
 def pipes(small_models):
@@ -236,7 +239,7 @@ def test_empty_inputs_never_reach_a_model(framework, pipes):
     assert vqa(IMAGES[0], question=[]) == [] and vqa([]) == [] and vqa([], question=[]) == []
 
 
-@pytest.mark.parametrize("framework", ["pt", "tf"])
+@pytest.mark.parametrize("framework", PT_AND_SLOW_TF)
 def test_where_transformers_drops_or_breaks_options_they_work(framework, demo):
     vqa = demo("visual-question-answering", framework)
     # transformers' VQA pipeline ignores generation options given at the call; here they apply
@@ -355,7 +358,7 @@ def test_devices_and_dtypes(small_models):
     assert blip_core.pipeline("image-to-text", model=folder, framework="tf", device="cuda:1").device == "/GPU:1"
 
 
-@pytest.mark.parametrize("framework", ["pt", "tf"])
+@pytest.mark.parametrize("framework", PT_AND_SLOW_TF)
 def test_stop_sequence_ends_the_text_at_that_token(framework, demo):
     prompted = demo("image-text-to-text", framework)
     full = _result("itt_single")[0]["generated_text"]  # "a picture of on a white background"
