@@ -34,7 +34,11 @@ def dataset(class_name: str) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(batch).batch(2)
 
 
-@pytest.mark.parametrize("class_name", ["BlipForConditionalGeneration", "BlipForQuestionAnswering"])
+@pytest.mark.parametrize(
+    "class_name",
+    # VQA's loss and gradients are compared with PyTorch's in tests/parity; its fit is the longest: --run-slow
+    ["BlipForConditionalGeneration", pytest.param("BlipForQuestionAnswering", marks=pytest.mark.slow)],
+)
 def test_fit_lowers_the_models_own_loss(tiny_checkpoints, class_name):
     model = getattr(blip_tf, "TF" + class_name).from_pretrained(tiny_checkpoints[class_name])
     data = dataset(class_name)

@@ -101,6 +101,7 @@ def test_blip_command_warns_in_one_line_when_it_uses_the_demo_model(tmp_path):
     assert "generation capped" not in result.stderr
 
 
+@pytest.mark.slow  # trains twice (a few steps); the shipped models' quality is tested above
 def test_training_script_is_reproducible_and_never_overwrites(tmp_path):
     def train(output: Path, *extra: str) -> subprocess.CompletedProcess:
         command = [
