@@ -33,8 +33,11 @@ PROCESSOR_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "added_tokens.json",
     "vocab.txt",
 )
+# Copied when the source has them: the generation settings both trees load with the model.
+MODEL_SIDE_FILES = ("generation_config.json",)
 _CONFIG_CLASSES = {"blip": BlipConfig, "blip_vision_model": BlipVisionConfig, "blip_text_model": BlipTextConfig}
 
 
@@ -90,14 +93,15 @@ def read_checkpoint(
 def _copy_processor_files(
     source: str | os.PathLike | None, folder: Path, hub: Mapping[str, Any], image_size: int | None
 ) -> None:
-    """Copy the processor files of `source`; without any, write BLIP's (bundled vocabulary, default processor)."""
+    """Copy the processor files (and generation settings) of `source`; without processor files, write BLIP's
+    (bundled vocabulary, a processor at the model's `image_size`)."""
     copied = 0
     if source is not None:
-        for name in PROCESSOR_FILES:
+        for name in PROCESSOR_FILES + MODEL_SIDE_FILES:
             path = resolve_file(source, name, required=False, **hub)
             if path is not None:
                 shutil.copyfile(path, folder / name)
-                copied += 1
+                copied += name in PROCESSOR_FILES
     if not copied:
         image_processor = BlipImageProcessor(size=image_size or 384)
         BlipProcessor(image_processor, BlipTokenizer(vocab_file=BUNDLED_VOCAB_FILE)).save_pretrained(folder)
@@ -115,9 +119,13 @@ def _write(
         writer(folder)
         checkpoint.config.architectures = [checkpoint.class_name]
         checkpoint.config.save_pretrained(folder)
-        image_size = getattr(getattr(checkpoint.config, "vision_config", checkpoint.config), "image_size", None)
-        _copy_processor_files(processor_source, folder, hub, image_size)
+        _copy_processor_files(processor_source, folder, hub, _image_size(checkpoint.config))
     return Path(destination)
+
+
+def _image_size(config: Any) -> int | None:
+    """The input size a model was built for (None for a text-only model)."""
+    return getattr(getattr(config, "vision_config", config), "image_size", None)
 
 
 def to_safetensors(
@@ -237,7 +245,7 @@ def to_keras(
         model.save_weights(str(folder / "model.weights.h5"))
         KerasWeightsFile(folder / "model.weights.h5").close()  # readable by every loader (Keras >= 3.6 names layers)
         model.config.save_pretrained(folder)
-        _copy_processor_files(source, folder, hub, None)
+        _copy_processor_files(source, folder, hub, _image_size(model.config))
         if saved_model:
             blip_tf.export_for_serving(model, str(folder / "saved_model"))
     return Path(destination)

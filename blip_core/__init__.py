@@ -6,7 +6,7 @@ import time.
 """
 
 from blip_core.added_tokens import AddedToken
-from blip_core.auto import AutoImageProcessor, AutoProcessor
+from blip_core.auto import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 from blip_core.configuration import BlipConfig, BlipTextConfig, BlipVisionConfig
 from blip_core.feature import BatchEncoding, BatchFeature
 from blip_core.generation_config import GenerationConfig
@@ -20,8 +20,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddedToken",
+    "AutoConfig",
     "AutoImageProcessor",
     "AutoProcessor",
+    "AutoTokenizer",
     "BatchEncoding",
     "BatchFeature",
     "BlipConfig",

@@ -46,8 +46,21 @@ GENERATION_OPTIONS = (
     "temperature",
     "repetition_penalty",
     "length_penalty",
+    "no_repeat_ngram_size",
+    "num_beam_groups",
+    "diversity_penalty",
+    "typical_p",
     "seed",
 )
+
+
+MESSAGE_LIMIT = 600  # characters of an error line; a wrong checkpoint lists hundreds of tensors
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line of at most `MESSAGE_LIMIT` characters (whitespace collapsed, the start kept)."""
+    line = " ".join(str(error).split())
+    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 3] + "..."
 
 
 class UsageError(ValueError):
@@ -117,7 +130,9 @@ def _text(value: Any) -> str:
 
 
 def _generation_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in GENERATION_OPTIONS if getattr(args, name, None) not in (None, False)}
+    """The options given on the command line (0 is a value: `--seed 0`, `--top-k 0`; an absent flag is not)."""
+    values = {name: getattr(args, name, None) for name in GENERATION_OPTIONS}
+    return {name: value for name, value in values.items() if value is not None and value is not False}
 
 
 def _pipeline(args: argparse.Namespace, task: str):
@@ -206,6 +221,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--temperature", type=float)
         sub.add_argument("--repetition-penalty", type=float)
         sub.add_argument("--length-penalty", type=float)
+        sub.add_argument("--no-repeat-ngram-size", type=int, help="never repeat an n-gram of this size")
+        sub.add_argument("--num-beam-groups", type=int, help="diverse beam search: beams split into groups")
+        sub.add_argument("--diversity-penalty", type=float, help="with --num-beam-groups")
+        sub.add_argument("--typical-p", type=float, help="typical sampling (with --do-sample)")
         sub.add_argument("--seed", type=int)
 
     caption = command("caption", "caption images")
@@ -268,7 +287,7 @@ def _main(args: argparse.Namespace) -> int:
         ]
         runner(args, writer, images)
     except (ValueError, OSError, RuntimeError, TypeError, ImportError) as err:
-        print(f"blip: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"blip: error: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_SOME_FAILED if failed else EXIT_OK
 

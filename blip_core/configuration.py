@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from blip_core.atomic import atomic_write_text
+from blip_core.hub_upload import PushToHubMixin
 
 CONFIG_NAME = "config.json"
 
@@ -87,8 +88,8 @@ _INT_FIELDS = (
 )
 
 
-class BlipConfigBase:
-    """Shared machinery: defaults, unknown-key keeping, JSON and directory I/O."""
+class BlipConfigBase(PushToHubMixin):
+    """Shared machinery: defaults, unknown-key keeping, JSON and directory I/O, `push_to_hub`."""
 
     model_type: ClassVar[str] = ""
     base_config_key: ClassVar[str] = ""
@@ -105,6 +106,7 @@ class BlipConfigBase:
         values.pop("model_type", None)
         for key in _TRANSIENT_KEYS:
             values.pop(key, None)
+        self._name_or_path = str(values.pop("name_or_path", ""))
         for key, value in values.items():
             setattr(self, key, copy.deepcopy(value))
         self._check_types()
@@ -139,6 +141,15 @@ class BlipConfigBase:
     def torch_dtype(self) -> Any:
         return self.dtype
 
+    @property
+    def name_or_path(self) -> str:
+        """What a model was loaded from (set by `from_pretrained`; "" otherwise). Never written to config.json."""
+        return self.__dict__.get("_name_or_path", "")
+
+    @name_or_path.setter
+    def name_or_path(self, value: Any) -> None:
+        self._name_or_path = str(value)
+
     def get_text_config(self, decoder: bool = False) -> BlipConfigBase:
         """The text section (`BlipConfig.text_config`), or this config itself for the sub-configs."""
         return getattr(self, "text_config", self)
@@ -164,6 +175,8 @@ class BlipConfigBase:
         for key, value in out.items():
             if isinstance(value, BlipConfigBase):
                 out[key] = value.to_dict()
+        if out.get("dtype") is not None:  # a torch dtype after loading reads as its name, as in transformers
+            out["dtype"] = dtype_name(out["dtype"])
         out["model_type"] = self.model_type
         return dict(sorted(out.items()))
 
@@ -179,7 +192,7 @@ class BlipConfigBase:
             elif key not in baseline or value != baseline[key]:
                 out[key] = copy.deepcopy(value)
         if out.get("dtype") is not None:
-            out["dtype"] = str(out["dtype"]).replace("torch.", "")
+            out["dtype"] = dtype_name(out["dtype"])
         out["model_type"] = self.model_type
         return dict(sorted(out.items()))
 
@@ -226,7 +239,7 @@ class BlipConfigBase:
     # -- directories and the Hub ------------------------------------------------
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> Path:
-        """Write `config.json` (the diff against the defaults) atomically; `push_to_hub=True` is refused."""
+        """Write `config.json` (the diff against the defaults) atomically; `push_to_hub=True` also uploads it."""
         from blip_core.saving import check_save_kwargs
 
         check_save_kwargs(type(self).__name__, push_to_hub, kwargs)
@@ -286,6 +299,11 @@ def apply_config_kwargs(config: BlipConfigBase, kwargs: dict[str, Any]) -> dict[
             value = type(current).from_dict({**current.to_dict(), **value})
         setattr(config, key, value)
     return unused
+
+
+def dtype_name(dtype: Any) -> str:
+    """A dtype (`torch.float16`, a NumPy or Keras dtype, or a name) as its name, "float16"."""
+    return str(getattr(dtype, "name", None) or dtype).replace("torch.", "")
 
 
 def _json_default(value: Any) -> Any:

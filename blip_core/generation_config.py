@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from blip_core.atomic import atomic_write_text
+from blip_core.hub_upload import PushToHubMixin
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 # The `transformers` release whose generation semantics (and file format) this project follows.
@@ -121,7 +122,7 @@ def _warn_once(message: str) -> None:
         logger.warning(message)
 
 
-class GenerationConfig:
+class GenerationConfig(PushToHubMixin):
     """Generation settings (`transformers.GenerationConfig`): defaults, validation, `generation_config.json`.
 
     >>> config = GenerationConfig(num_beams=3, max_new_tokens=30)
@@ -312,8 +313,8 @@ class GenerationConfig:
         push_to_hub: bool = False,
         **kwargs: Any,
     ) -> Path:
-        """Write `generation_config.json` (the diff against the defaults), atomically; refuses invalid settings
-        and `push_to_hub=True`."""
+        """Write `generation_config.json` (the diff against the defaults), atomically; refuses invalid settings;
+        `push_to_hub=True` also uploads it."""
         from blip_core.saving import check_save_kwargs
 
         check_save_kwargs("GenerationConfig", push_to_hub, kwargs)

@@ -237,17 +237,26 @@ def _from_framework_tensor(image: Any) -> np.ndarray | None:
     return None
 
 
+def is_encoded_image(value: Any) -> bool:
+    """An image still in its file format: bytes, or a binary file object (`open(path, "rb")`, `io.BytesIO`)."""
+    return isinstance(value, (bytes, bytearray, memoryview, io.IOBase)) or callable(getattr(value, "read", None))
+
+
 def to_pil_or_array(image: Any, timeout: float | None = None) -> PIL.Image.Image | np.ndarray:
     """One input as a PIL image or a NumPy array (`timeout`: for URLs); anything else is a ValueError."""
     if isinstance(image, (PIL.Image.Image, np.ndarray)):
         return image
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, timeout=timeout)
+    if is_encoded_image(image):
+        name = repr(getattr(image, "name", None) or f"given as {type(image).__name__}")
+        return _open(io.BytesIO(bytes(image)) if isinstance(image, (bytes, bytearray, memoryview)) else image, name)
     array = _from_framework_tensor(image)
     if array is None:
         raise ValueError(
             f"cannot use {describe(image)} as an image: expected a PIL image, a NumPy array "
-            "(HWC or CHW), a torch/tf tensor, a file path, an http(s) URL or a list of these"
+            "(HWC or CHW), a torch/tf tensor, a file path, an http(s) URL, image bytes or a binary file object, "
+            "or a list of these"
         )
     return array
 

@@ -25,6 +25,7 @@ import PIL.Image
 
 from blip_core.atomic import atomic_write_text
 from blip_core.feature import BatchFeature, check_tensor_type, to_framework
+from blip_core.hub_upload import PushToHubMixin
 from blip_core.image_depth import array_to_8bit, pil_to_8bit
 from blip_core.image_loading import decode_pil, describe, flatten_images, to_pil_or_array
 
@@ -182,7 +183,7 @@ def empty_pixels(size: dict[str, int], channels_first: bool, as_float: bool) -> 
     return np.zeros(shape, np.float32 if as_float else np.uint8)
 
 
-class ImageProcessorSettings:
+class ImageProcessorSettings(PushToHubMixin):
     """Settings, `__call__` and the `preprocessor_config.json` round trip of the BLIP image processors."""
 
     model_input_names = ["pixel_values"]
@@ -245,7 +246,7 @@ class ImageProcessorSettings:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> Path:
-        """Write `preprocessor_config.json` atomically; `push_to_hub=True` is refused."""
+        """Write `preprocessor_config.json` atomically; `push_to_hub=True` also uploads it."""
         from blip_core.saving import check_save_kwargs
 
         check_save_kwargs(type(self).__name__, push_to_hub, kwargs)

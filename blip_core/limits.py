@@ -125,6 +125,29 @@ def check_loss_rows(what: str, *rows: int | None) -> None:
         raise ValueError(f"{what} was asked for an empty batch (0 rows); a loss needs at least one example")
 
 
+def check_label_shape(labels: tuple, inputs: tuple, name: str = "input_ids") -> None:
+    """Labels hold one target per input token: `labels` (batch, length) must equal the shape of `inputs`, the ids
+    (or the first two axes of the embeddings) the decoder reads. Axes unknown inside a graph (None) are skipped."""
+    inputs = tuple(inputs[:2])
+    known = len(labels) == 2 and all(a is None or b is None or a == b for a, b in zip(labels, inputs, strict=True))
+    if not known:
+        raise ValueError(
+            f"labels must have the shape of {name} {_shape(inputs)} (one target per token, -100 where no loss is "
+            f"wanted), got {_shape(labels)}"
+        )
+
+
+def check_cross_attention(has_encoder_states: bool, is_decoder: bool) -> None:
+    """Only a decoder text config (is_decoder=True) has the cross-attention that image states need."""
+    if has_encoder_states and not is_decoder:
+        raise ValueError("encoder_hidden_states given, but the text config has is_decoder=False (no cross-attention)")
+
+
+def _shape(shape: tuple) -> str:
+    """A shape as the trees print it: (2, 6), with None for an axis unknown inside a graph."""
+    return str(tuple(None if size is None else int(size) for size in shape))
+
+
 def check_pairing(images: int | None, texts: int | None) -> None:
     """Image i goes with text i (captioning, matching, questions): equal counts, or one image for all texts."""
     if images is not None and texts is not None and images != texts and images != 1:

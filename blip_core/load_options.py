@@ -53,6 +53,9 @@ REFUSED_OPTIONS: dict[str, tuple[tuple[Any, ...], str]] = {
     "tf_to_pt_weight_rename": ((None,), "renaming checkpoint keys is not supported; TF and PyTorch names are read"),
 }
 ATTENTION_IMPLEMENTATIONS = (None, "eager", "sdpa")
+# device_map strings that let accelerate spread a model over the devices it sees; on one device, "auto".
+SPREADING_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+OFFLOAD_DEVICES = ("disk", "meta")
 
 
 @dataclass
@@ -69,6 +72,7 @@ class LoadOptions:
     dtype: Any = None
     device: Any = None
     device_map: Any = None
+    device_map_modules: tuple[str, ...] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,7 +81,7 @@ def parse_load_options(class_name: str, kwargs: dict[str, Any]) -> LoadOptions:
 
     Raises:
         ValueError: a refused option (quantization, offloading, ...), an unknown `attn_implementation`,
-            both `token` and `use_auth_token`.
+            both `token` and `use_auth_token`, a `device_map` over several devices or offloading.
         TypeError: `use_safetensors` not a bool or None.
     """
     hub, rest = split_hub_options(kwargs)
@@ -93,6 +97,7 @@ def parse_load_options(class_name: str, kwargs: dict[str, Any]) -> LoadOptions:
             f"{class_name}.from_pretrained: attn_implementation={attention!r} is not supported; BLIP runs 'eager' "
             "or 'sdpa' attention (the same numbers) or None"
         )
+    device_map, modules = single_device(class_name, rest.pop("device_map", None))
     return LoadOptions(
         hub=hub,
         formats=weight_formats(rest.pop("use_safetensors", None)),
@@ -103,9 +108,66 @@ def parse_load_options(class_name: str, kwargs: dict[str, Any]) -> LoadOptions:
         generation_config=rest.pop("generation_config", None),
         dtype=_one_dtype(rest.pop("dtype", None), rest.pop("torch_dtype", None)),
         device=rest.pop("device", None),
-        device_map=rest.pop("device_map", None),
+        device_map=device_map,
+        device_map_modules=modules,
         overrides=rest,
     )
+
+
+def single_device(class_name: str, device_map: Any) -> tuple[Any, tuple[str, ...] | None]:
+    """(the one device a `device_map` names, the module names of a dict map).
+
+    A model loads on one device: "auto" (and accelerate's "balanced", "balanced_low_0", "sequential", which
+    are "auto" on one device), one device (int, name or device object), or a dict putting every module on
+    the same device (`{"": "cpu"}`, `{"": 0}`, `{"vision_model": 0, "text_decoder": "cuda:0"}`) are accepted.
+
+    Raises:
+        ValueError: a map over several devices, an offloading map ("disk", "meta"), an empty map.
+    """
+    if isinstance(device_map, str) and device_map in SPREADING_MAPS:
+        return "auto", None
+    if not isinstance(device_map, dict):
+        return device_map, None
+    devices = {_device_key(value): value for value in device_map.values()}
+    offloaded = [value for value in devices.values() if str(value).lower() in OFFLOAD_DEVICES]
+    if offloaded:
+        reason = f"offloading to {offloaded[0]!r} is not supported: a model loads on one device"
+    elif len(devices) > 1:
+        reason = "multi-device maps are not supported: a model loads on one device"
+    elif not devices or not all(isinstance(key, str) for key in device_map):
+        reason = 'expected module names mapped to one device, e.g. {"": "cpu"} or {"": 0}'
+    else:
+        return next(iter(devices.values())), tuple(device_map)
+    raise ValueError(f"{class_name}.from_pretrained: device_map={_short(device_map)}: {reason}")
+
+
+def _device_key(device: Any) -> str:
+    """One spelling per device: 0, "cuda", "cuda:0" and torch.device("cuda:0") are the same one."""
+    if isinstance(device, bool):
+        return repr(device)
+    if isinstance(device, int):
+        return f"cuda:{device}"
+    kind, _, index = str(device).lower().lstrip("/").partition(":")
+    kind = "cuda" if kind == "gpu" else kind
+    return kind if kind in ("cpu", *OFFLOAD_DEVICES) else f"{kind}:{index or 0}"
+
+
+def check_device_map(class_name: str, modules: tuple[str, ...] | None, names: list[str]) -> None:
+    """A dict `device_map` must place every parameter (a key is a module name; "" is the whole model).
+
+    Raises:
+        ValueError: parameters no key covers, named by module.
+    """
+    if modules is None or "" in modules:
+        return
+    uncovered = [name for name in names if not any(name == m or name.startswith(m + ".") for m in modules)]
+    if uncovered:
+        missing = sorted({name.rsplit(".", 1)[0] for name in uncovered})
+        raise ValueError(
+            f"{class_name}.from_pretrained: device_map={list(modules)} gives no device to {len(uncovered)} "
+            f"parameters (modules {missing[:5]}{' ...' if len(missing) > 5 else ''}); add them, or use "
+            '{"": device} for the whole model'
+        )
 
 
 def _is_off(value: Any, off_values: tuple[Any, ...]) -> bool:
@@ -161,6 +223,12 @@ def resolve_config(
             )
         config = copy.deepcopy(config)  # as transformers: the caller's object is never changed by loading
     config._attn_implementation = options.attn_implementation or "eager"
+    config.name_or_path = name_or_path  # as transformers records it; never written to config.json
+    if options.device_map_modules is not None:
+        from blip_core.weights import expected_params
+
+        names = [spec.name for spec in expected_params(class_name, config)]
+        check_device_map(class_name, options.device_map_modules, names)
     return config
 
 

@@ -22,6 +22,7 @@ from blip_core.configuration import BlipConfigBase
 from blip_core.generation_config import GenerationConfig
 from blip_core.hub import resolve_weights
 from blip_core.load_options import LoadOptions
+from blip_core.model_classes import TASK_OF_CLASS
 from blip_core.saving import SaveOptions, write_weights
 from blip_core.weights import PreparedState, expected_params, prepare_state
 
@@ -43,14 +44,17 @@ def open_pretrained(
         bare = class_name[2:] if class_name.startswith("TFBlip") else class_name
         hints = []
         if architectures and architectures[0] != bare:
-            hints.append(f"config.json says the checkpoint is a {architectures[0]}")
+            hints.append(
+                f"config.json says the checkpoint is a {architectures[0]}; load it with that class"
+                + (f" (pipeline task {TASK_OF_CLASS[architectures[0]]!r})" if architectures[0] in TASK_OF_CLASS else "")
+            )
         if options.ignore_mismatched_sizes:
             hints.append(
                 "ignore_mismatched_sizes=True does not apply: blip-dual never re-initialises tensors of a checkpoint "
                 "that does not fit; load with the checkpoint's own config, then change the model "
                 "(e.g. resize_token_embeddings)"
             )
-        return source, prepare_state(source, class_name, config, hint="\n".join(hints))
+        return source, prepare_state(source, class_name, config, hint="; ".join(hints))
     except BaseException:
         source.close()
         raise

@@ -15,6 +15,10 @@ AUTO_CLASSES: dict[str, tuple[str, ...]] = {
     "AutoModel": MODEL_CLASSES,
     "AutoModelForVisualQuestionAnswering": ("BlipForQuestionAnswering",),
     "AutoModelForImageTextToText": ("BlipForConditionalGeneration",),
+    "AutoModelForVision2Seq": ("BlipForConditionalGeneration",),
+    # transformers builds a BlipModel from any BLIP checkpoint here (a retrieval one loads with random
+    # projections); only a BlipModel checkpoint is accepted, and the error points to the ITM pipeline.
+    "AutoModelForZeroShotImageClassification": ("BlipModel",),
 }
 _BY_MODEL_TYPE = {"blip": "BlipModel", "blip_vision_model": "BlipVisionModel", "blip_text_model": "BlipTextModel"}
 
@@ -42,3 +46,12 @@ def resolve_class(auto_name: str, source: str | os.PathLike, hub: dict[str, Any]
     if fallback in allowed:
         return fallback
     return allowed[0]
+
+
+# The pipeline task each class serves by default (`pipeline(task=None)` and error hints).
+TASK_OF_CLASS = {
+    "BlipForConditionalGeneration": "image-to-text",
+    "BlipForQuestionAnswering": "visual-question-answering",
+    "BlipForImageTextRetrieval": "image-text-matching",
+    "BlipModel": "zero-shot-image-classification",
+}

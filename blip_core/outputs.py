@@ -9,6 +9,7 @@ as in `transformers`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -17,7 +18,16 @@ class ModelOutput(OrderedDict):
     """Base class: attribute, key and index access over the fields that are set."""
 
     def __post_init__(self) -> None:
-        for item in fields(self):
+        items = fields(self)
+        alone = all(getattr(self, item.name) is None for item in items[1:])
+        pairs = _field_pairs(getattr(self, items[0].name), {item.name for item in items}) if alone else None
+        if pairs is not None:
+            # Built from (key, value) pairs, as TensorFlow's nest rebuilds a mapping (a tf.function's output).
+            object.__setattr__(self, items[0].name, None)
+            for key, value in pairs:
+                object.__setattr__(self, key, value)
+        super().clear()  # the dataclass __init__ stored its arguments already; the fields decide
+        for item in items:
             value = getattr(self, item.name)
             if value is not None:
                 super().__setitem__(item.name, value)
@@ -44,6 +54,22 @@ class ModelOutput(OrderedDict):
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(self[key] for key in self.keys())
+
+
+def _field_pairs(value: Any, names: set[str]) -> list[tuple[str, Any]] | None:
+    """`value` as (field name, value) pairs when it is an iterator or list of them, else None (a field value).
+    Raises TypeError for an iterator that does not hold such pairs, or a pair naming no field."""
+    if not isinstance(value, (Iterator, list)):
+        return None
+    pairs = list(value)
+    if not all(isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) for pair in pairs):
+        if isinstance(value, Iterator):
+            raise TypeError("a ModelOutput is built from field values or from (field name, value) pairs")
+        return None
+    unknown = [key for key, _ in pairs if key not in names]
+    if unknown:
+        raise TypeError(f"no output field named {unknown[0]!r}; the fields are {sorted(names)}")
+    return pairs or None
 
 
 @dataclass(repr=False)

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from blip_core.image_loading import is_encoded_image
+
 IMAGE_NAMES = ("inputs", "images", "image")
 
 
@@ -77,8 +79,13 @@ def is_dataset(value: Any) -> bool:
 
 
 def is_stream(value: Any) -> bool:
-    """Inputs to stream lazily: a generator or other iterator, or a dataset."""
-    return isinstance(value, collections.abc.Iterator) or is_dataset(value)
+    """Inputs to stream lazily: a generator or other iterator, or a dataset (a file object is one image)."""
+    return _is_iterator(value) or is_dataset(value)
+
+
+def _is_iterator(value: Any) -> bool:
+    """A generator or other iterator of inputs; a binary file object iterates its lines but is one image."""
+    return isinstance(value, collections.abc.Iterator) and not is_encoded_image(value)
 
 
 def _rows(value: Any) -> Iterator[Any]:
@@ -178,9 +185,9 @@ def vqa_request(image: Any, question: Any) -> Request:
     if questions is not None:
         for i, text in enumerate(questions):
             _text(text, f"question[{i}]")
-    if is_dataset(image) and not isinstance(image, collections.abc.Iterator):
+    if is_dataset(image) and not _is_iterator(image):
         image = list(_rows(image))  # transformers pairs a dataset's images with the questions eagerly
-    if isinstance(image, collections.abc.Iterator):
+    if _is_iterator(image):
         if questions is not None:
             raise ValueError("visual-question-answering: a list of questions needs a list of images, not a generator")
         text = _text(question, "question")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blip_core.hub import split_hub_options
+from blip_core.model_classes import TASK_OF_CLASS
 from blip_core.pipeline_inputs import (
     Item,
     KeyDataset,
@@ -50,12 +51,6 @@ TASK_CLASSES = {
     "zero-shot-image-classification": "BlipForImageTextRetrieval",
 }
 TASK_ALIASES = {"vqa": "visual-question-answering"}
-TASK_OF_CLASS = {
-    "BlipForConditionalGeneration": "image-to-text",
-    "BlipForQuestionAnswering": "visual-question-answering",
-    "BlipForImageTextRetrieval": "image-text-matching",
-    "BlipModel": "zero-shot-image-classification",
-}
 _CALL_INPUTS = ("inputs", "images", "image", "question", "text")
 
 

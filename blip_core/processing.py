@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from blip_core.feature import BatchFeature, check_tensor_type, to_framework
+from blip_core.hub_upload import PushToHubMixin
 from blip_core.image_processing import BlipImageProcessor, ImageProcessorSettings
 from blip_core.tokenization import BlipTokenizer
 
 
-class BlipProcessor:
+class BlipProcessor(PushToHubMixin):
     """Prepare images and text for every BLIP model (`transformers.BlipProcessor`).
 
     Returns `pixel_values`, `input_ids` and `attention_mask`, as present, in a
@@ -51,14 +52,23 @@ class BlipProcessor:
         add_special_tokens: bool = True,
         **kwargs: Any,
     ) -> BatchFeature:
-        """Encode images and/or text; image settings (`size`, ...) and tokenizer settings pass through."""
+        """Encode images and/or text, routing each option as `transformers`' `BlipProcessor` does.
+
+        Tokenizer options (`TEXT_OPTIONS`: `return_token_type_ids`, `stride`, `padding_side`, ...) go to the
+        tokenizer, the rest to the image processor (`size`, `do_resize`, ...); grouped forms are accepted too:
+        `text_kwargs={...}`, `images_kwargs={...}`, `common_kwargs={"return_tensors": ...}`.
+
+        Raises:
+            ValueError: neither images nor text; an option given twice (flat and grouped).
+            TypeError: an option neither side takes (image processor options without images).
+        """
         if images is None and text is None:
             raise ValueError("BlipProcessor needs images, text, or both")
-        text_options = {
-            k: kwargs.pop(k)
-            for k in ("padding_side", "pad_to_multiple_of", "return_attention_mask", "text_pair")
-            if k in kwargs
-        }
+        named = {"padding": padding, "truncation": truncation, "max_length": max_length}
+        named.update(add_special_tokens=add_special_tokens, return_tensors=return_tensors)
+        text_options, kwargs = _route_options(named, kwargs)
+        padding, truncation, max_length = named["padding"], named["truncation"], named["max_length"]
+        add_special_tokens, return_tensors = named["add_special_tokens"], named["return_tensors"]
         data: dict[str, Any] = {}
         if images is not None:
             data.update(self.image_processor(images, return_tensors=return_tensors, **kwargs))
@@ -76,7 +86,6 @@ class BlipProcessor:
                 truncation=truncation,
                 max_length=max_length,
                 add_special_tokens=add_special_tokens,
-                return_token_type_ids=False,
                 **text_options,
             )
             data.update(encoding)
@@ -84,6 +93,13 @@ class BlipProcessor:
 
     def decode(self, *args: Any, **kwargs: Any) -> str:
         return self.tokenizer.decode(*args, **kwargs)
+
+    def apply_chat_template(self, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
+        """BLIP has no chat template: a `ValueError`, as `transformers` raises for a processor without one."""
+        raise ValueError(
+            "Cannot use apply_chat_template because BlipProcessor has no chat template: BLIP takes an image "
+            "and a plain text prompt or question (processor(images=..., text=...))"
+        )
 
     def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
         return self.tokenizer.batch_decode(*args, **kwargs)
@@ -110,7 +126,8 @@ class BlipProcessor:
         self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any
     ) -> list[Path]:
         """Write the Hub's processor file set into `save_directory` (`legacy_serialization` is accepted: the
-        files are those `transformers` 4.57 writes either way); `push_to_hub=True` is refused."""
+        files are those `transformers` 4.57 writes either way); `push_to_hub=True` also uploads them
+        (`blip_core.hub_upload`)."""
         from blip_core.saving import check_save_kwargs
 
         check_save_kwargs("BlipProcessor", push_to_hub, kwargs, inert=("legacy_serialization",))
@@ -123,6 +140,63 @@ class BlipProcessor:
     def __repr__(self) -> str:
         tokenizer = f"BlipTokenizer(len={len(self.tokenizer)})"
         return f"BlipProcessor(image_processor={self.image_processor!r}, tokenizer={tokenizer})"
+
+
+# Tokenizer options a processor call passes on (transformers' `TextKwargs`, those BLIP's tokenizer takes).
+TEXT_OPTIONS = (
+    "text_pair",
+    "stride",
+    "is_split_into_words",
+    "pad_to_multiple_of",
+    "padding_side",
+    "return_token_type_ids",
+    "return_attention_mask",
+    "return_overflowing_tokens",
+    "return_special_tokens_mask",
+    "return_offsets_mapping",
+    "return_length",
+    "verbose",
+)
+_NAMED_DEFAULTS = {"padding": False, "truncation": None, "max_length": None, "add_special_tokens": True}
+_NAMED_DEFAULTS["return_tensors"] = None
+
+
+def _grouped_options(kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Pop `text_kwargs`, `images_kwargs` and `common_kwargs` (dicts) out of `kwargs`.
+
+    Raises TypeError for a group that is not a dict, ValueError for audio or video options."""
+    groups: dict[str, dict[str, Any]] = {}
+    for group in ("text", "images", "common"):
+        given = kwargs.pop(f"{group}_kwargs", None)
+        if given is not None and not isinstance(given, dict):
+            raise TypeError(f"BlipProcessor: {group}_kwargs must be a dict, got {type(given).__name__}")
+        groups[group] = dict(given or {})
+    for group in ("audio_kwargs", "videos_kwargs"):
+        if kwargs.pop(group, None):
+            raise ValueError(f"BlipProcessor takes images and text only; {group} cannot be used")
+    return groups
+
+
+def _route_options(named: dict[str, Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tokenizer options, image processor options) of one call; `named` (the call's own parameters) takes
+    the values given in `text_kwargs`/`common_kwargs`, in place.
+
+    Raises ValueError for an option given twice (flat and grouped, with different values)."""
+    kwargs = dict(kwargs)
+    grouped = _grouped_options(kwargs)
+    for key, value in {**grouped["text"], **grouped["common"]}.items():
+        if key in named:
+            if named[key] != _NAMED_DEFAULTS[key] and named[key] != value:
+                raise ValueError(f"BlipProcessor: {key} was given twice (as an argument and in a *_kwargs dict)")
+            named[key] = value
+    text_options = {"return_token_type_ids": False}  # transformers' BlipProcessor default
+    text_options.update({key: kwargs.pop(key) for key in TEXT_OPTIONS if key in kwargs})
+    text_options.update({key: value for key, value in grouped["text"].items() if key not in named})
+    for key, value in grouped["images"].items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"BlipProcessor: {key} was given twice (as an argument and in images_kwargs)")
+        kwargs[key] = value
+    return text_options, kwargs
 
 
 def _empty_encoding(return_tensors: Any, padding: bool | str, max_length: int | None) -> dict[str, Any]:

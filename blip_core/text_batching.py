@@ -1,81 +1,383 @@
-"""Truncation, special tokens and padding of tokenized batches (`transformers`' rules)."""
+"""The encoding half of `BlipTokenizer`: `__call__`, `encode`, `encode_plus`, `batch_encode_plus`, `pad`.
+
+The options are `transformers`' (`BertTokenizerFast`'s). As there, truncation (with overflow windows and
+`stride`), the special tokens, padding, offsets and word ids all come from the `tokenizers` backend,
+configured for each call and reset after it, so the ids are those of `transformers` on the same files.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from blip_core.tokenization import BlipTokenizer
+import numpy as np
+
+from blip_core.feature import BatchEncoding, check_tensor_type, to_framework
+
+PADDING = {
+    True: "longest",
+    "longest": "longest",
+    "max_length": "max_length",
+    False: None,
+    "do_not_pad": None,
+    None: None,
+}
+TRUNCATION = {
+    True: "longest_first",
+    "longest_first": "longest_first",
+    "only_first": "only_first",
+    "only_second": "only_second",
+    False: None,
+    "do_not_truncate": None,
+}
+# Output columns in `transformers`' order, with the option that asks for each (None: always).
+_COLUMNS = (
+    ("input_ids", None),
+    ("token_type_ids", "return_token_type_ids"),
+    ("attention_mask", "return_attention_mask"),
+    ("special_tokens_mask", "return_special_tokens_mask"),
+    ("offset_mapping", "return_offsets_mapping"),
+    ("length", "return_length"),
+)
+# The backend's truncation and padding are per-tokenizer state; a call configures and resets them.
+_BACKEND_LOCK = threading.RLock()
 
 
-def _truncate(ids: list[int], pair: list[int] | None, budget: int, strategy: str, side: str) -> tuple:
-    """Cut `ids` (and `pair`) to `budget` tokens in all, by the named strategy."""
-    ids, pair = list(ids), (list(pair) if pair is not None else None)
+@dataclass(frozen=True)
+class EncodeOptions:
+    """One call's options, checked and resolved (`padding`/`truncation` as the backend's strategy names)."""
 
-    def cut(seq: list[int], count: int) -> list[int]:
-        if count <= 0:
-            return seq
-        return seq[:-count] if side == "right" else seq[count:]
-
-    excess = len(ids) + len(pair or []) - budget
-    if excess <= 0:
-        return ids, pair
-    if pair is None or strategy == "only_first":
-        if excess > len(ids):
-            raise ValueError(f"cannot truncate the text to {budget} tokens: it needs {excess} fewer")
-        return cut(ids, excess), pair
-    if strategy == "only_second":
-        if excess > len(pair):
-            raise ValueError(f"cannot truncate text_pair to fit {budget} tokens")
-        return ids, cut(pair, excess)
-    for _ in range(excess):  # longest_first: one token at a time from the longer side
-        if len(ids) > len(pair):
-            ids = cut(ids, 1)
-        else:
-            pair = cut(pair, 1)
-    return ids, pair
+    add_special_tokens: bool = True
+    padding: str | None = None
+    truncation: str | None = None
+    max_length: int | None = None
+    stride: int = 0
+    is_split_into_words: bool = False
+    pad_to_multiple_of: int | None = None
+    padding_side: str = "right"
+    return_tensors: str | None = None
+    return_token_type_ids: bool = False
+    return_attention_mask: bool = True
+    return_overflowing_tokens: bool = False
+    return_special_tokens_mask: bool = False
+    return_offsets_mapping: bool = False
+    return_length: bool = False
 
 
-def encode_batch(
-    tokenizer: BlipTokenizer,
-    texts: list[str],
-    pairs: list[str] | None,
-    *,
-    add_special_tokens: bool,
-    padding: str | None,
-    truncation: str | None,
-    max_length: int | None,
-    padding_side: str,
-    pad_to_multiple_of: int | None,
-) -> dict[str, list[list[int]]]:
-    """Encode texts (and pairs) into `input_ids`, `token_type_ids` and `attention_mask` rows."""
+def resolve_options(tokenizer: Any, **given: Any) -> EncodeOptions:
+    """Check `given` (the keyword arguments of `__call__`) and resolve the defaults the tokenizer decides.
+
+    Raises:
+        ValueError: a bad padding/truncation strategy, side, length, stride or tensor type.
+    """
+    padding, truncation, max_length = given["padding"], given["truncation"], given["max_length"]
+    if padding not in PADDING:
+        raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+    if truncation is not None and truncation not in TRUNCATION:
+        raise ValueError(
+            f"truncation must be a bool, 'longest_first', 'only_first' or 'only_second', got {truncation!r}"
+        )
+    for name in ("max_length", "pad_to_multiple_of"):
+        value = given[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    stride = given["stride"]
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+        raise ValueError(f"stride must be a non-negative integer, got {stride!r}")
+    names = tokenizer.model_input_names
+    if truncation is None:  # max_length alone truncates, longest first (transformers does so with a warning)
+        truncation = "longest_first" if max_length is not None else False
+    return EncodeOptions(
+        add_special_tokens=bool(given["add_special_tokens"]),
+        padding=PADDING[padding],
+        # max_length alone truncates, longest first (transformers does so with a warning)
+        truncation=("longest_first" if max_length is not None else None)
+        if truncation is None
+        else TRUNCATION[truncation],
+        max_length=max_length,
+        stride=stride,
+        is_split_into_words=bool(given["is_split_into_words"]),
+        pad_to_multiple_of=given["pad_to_multiple_of"],
+        padding_side=check_side(given["padding_side"] or tokenizer.padding_side, "padding_side"),
+        return_tensors=check_tensor_type(given["return_tensors"]),
+        return_token_type_ids=_default(given["return_token_type_ids"], "token_type_ids" in names),
+        return_attention_mask=_default(given["return_attention_mask"], "attention_mask" in names),
+        return_overflowing_tokens=bool(given["return_overflowing_tokens"]),
+        return_special_tokens_mask=bool(given["return_special_tokens_mask"]),
+        return_offsets_mapping=bool(given["return_offsets_mapping"]),
+        return_length=bool(given["return_length"]),
+    )
+
+
+def _default(value: bool | None, default: bool) -> bool:
+    return default if value is None else bool(value)
+
+
+def check_side(side: str, name: str) -> str:
+    if side not in ("right", "left"):
+        raise ValueError(f"{name} must be 'right' or 'left', got {side!r}")
+    return side
+
+
+def text_inputs(text: Any, pairs: Any, split: bool) -> tuple[list[Any], bool]:
+    """(backend inputs, batched): strings (or word lists with `split`), paired with `pairs` when given.
+
+    Raises:
+        TypeError: text that is not a string, a list of strings, or (with `split`) lists of words.
+        ValueError: `text` and `text_pair` of different batch sizes.
+    """
+    batched = _is_batch(text, split)
+    texts = list(text) if batched else [text]
+    for index, item in enumerate(texts):
+        _check_item(item, f"text[{index}]" if batched else "text", split)
+    if pairs is None:
+        return texts, batched
+    if _is_batch(pairs, split) != batched:
+        raise ValueError("text and text_pair must both be one sequence or both be batches of the same size")
+    seconds = list(pairs) if batched else [pairs]
+    if len(seconds) != len(texts):
+        raise ValueError(f"text has {len(texts)} items but text_pair has {len(seconds)}")
+    for index, item in enumerate(seconds):
+        _check_item(item, f"text_pair[{index}]" if batched else "text_pair", split)
+    return [(first, second) for first, second in zip(texts, seconds, strict=True)], batched
+
+
+def _is_batch(text: Any, split: bool) -> bool:
+    if split:
+        return isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
+    return isinstance(text, (list, tuple))
+
+
+def _check_item(item: Any, name: str, split: bool) -> None:
+    if split:
+        if not isinstance(item, (list, tuple)) or not all(isinstance(word, str) for word in item):
+            raise TypeError(f"{name} must be a list of words (strings) with is_split_into_words=True, got {item!r:.80}")
+    elif not isinstance(item, str):
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(item).__name__}")
+
+
+def run_backend(tokenizer: Any, inputs: list[Any], options: EncodeOptions) -> list[Any]:
+    """Encode `inputs` with the backend configured for `options`; returns its `Encoding`s (overflow inside).
+
+    Raises:
+        ValueError: the backend cannot truncate to `max_length` (a sequence too short for the strategy).
+    """
     backend = tokenizer._tokenizer
-    firsts = [enc.ids for enc in backend.encode_batch(texts, add_special_tokens=False)]
-    seconds = [enc.ids for enc in backend.encode_batch(pairs, add_special_tokens=False)] if pairs else None
-    n_special = (3 if seconds else 2) if add_special_tokens else 0
-    limit = max_length if max_length is not None else tokenizer.model_max_length
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    rows_ids, rows_types = [], []
-    for index, ids in enumerate(firsts):
-        pair = seconds[index] if seconds else None
-        if truncation is not None:
-            ids, pair = _truncate(ids, pair, max(limit - n_special, 0), truncation, tokenizer.truncation_side)
-        if add_special_tokens:
-            ids = [cls_id, *ids, sep_id]
-            pair = [*pair, sep_id] if pair is not None else None
-        rows_ids.append(ids + (pair or []))
-        rows_types.append([0] * len(ids) + [1] * len(pair or []))
-    rows_mask = [[1] * len(row) for row in rows_ids]
-    if padding is not None:
-        target = max(len(row) for row in rows_ids) if padding == "longest" else limit
-        if pad_to_multiple_of:
-            target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
-        rows_ids = [_pad(row, target, tokenizer.pad_token_id, padding_side) for row in rows_ids]
-        rows_types = [_pad(row, target, 0, padding_side) for row in rows_types]
-        rows_mask = [_pad(row, target, 0, padding_side) for row in rows_mask]
-    return {"input_ids": rows_ids, "token_type_ids": rows_types, "attention_mask": rows_mask}
+    limit = options.max_length if options.max_length is not None else tokenizer.model_max_length
+    with _BACKEND_LOCK:
+        try:
+            if options.truncation is not None:
+                backend.enable_truncation(
+                    limit, stride=options.stride, strategy=options.truncation, direction=tokenizer.truncation_side
+                )
+            if options.padding is not None:
+                backend.enable_padding(
+                    direction=options.padding_side,
+                    pad_id=tokenizer.pad_token_id,
+                    pad_type_id=0,
+                    pad_token=tokenizer.pad_token,
+                    length=limit if options.padding == "max_length" else None,
+                    pad_to_multiple_of=options.pad_to_multiple_of,
+                )
+            return backend.encode_batch(
+                inputs, add_special_tokens=options.add_special_tokens, is_pretokenized=options.is_split_into_words
+            )
+        except Exception as err:  # the Rust backend raises bare Exceptions
+            raise ValueError(f"cannot encode with truncation={options.truncation!r} to {limit} tokens: {err}") from None
+        finally:
+            backend.no_truncation()
+            backend.no_padding()
 
 
-def _pad(row: list[int], target: int, value: int, side: str) -> list[int]:
-    filler = [value] * max(target - len(row), 0)
-    return row + filler if side == "right" else filler + row
+def encodings_to_batch(encodings: list[Any], batched: bool, options: EncodeOptions) -> BatchEncoding:
+    """The backend's encodings as `transformers`' BatchEncoding: the asked columns, overflow rows after their
+    sample with `overflow_to_sample_mapping`, one sequence unbatched unless tensors or overflow were asked."""
+    rows, samples = [], []
+    for index, encoding in enumerate(encodings):
+        for row in [encoding, *encoding.overflowing] if options.return_overflowing_tokens else [encoding]:
+            rows.append(row)
+            samples.append(index)
+    values = {
+        "input_ids": [row.ids for row in rows],
+        "token_type_ids": [row.type_ids for row in rows],
+        "attention_mask": [row.attention_mask for row in rows],
+        "special_tokens_mask": [row.special_tokens_mask for row in rows],
+        "offset_mapping": [row.offsets for row in rows],
+        "length": [len(row.ids) for row in rows],
+    }
+    data = {name: values[name] for name, option in _COLUMNS if option is None or getattr(options, option)}
+    if options.return_overflowing_tokens:
+        data["overflow_to_sample_mapping"] = samples
+    if not batched and not options.return_overflowing_tokens and options.return_tensors is None:
+        data = {name: value[0] if value and isinstance(value[0], list) else value for name, value in data.items()}
+    return make_batch(data, options.return_tensors, rows)
+
+
+def make_batch(data: dict[str, Any], tensor_type: str | None, encodings: list[Any] | None = None) -> BatchEncoding:
+    """A BatchEncoding of id lists, as tensors of `tensor_type` when asked (int64; int32 for TF).
+
+    Raises:
+        ValueError: rows of different lengths asked as one tensor.
+    """
+    if tensor_type is not None:
+        data = {name: _tensor(name, value, tensor_type) for name, value in data.items()}
+    return BatchEncoding(data, encodings=encodings)
+
+
+def _tensor(name: str, rows: Any, tensor_type: str) -> Any:
+    try:
+        array = np.asarray(rows, dtype=np.int32 if tensor_type == "tf" else np.int64)
+    except (ValueError, TypeError):
+        lengths = sorted({len(row) if isinstance(row, (list, tuple)) else 1 for row in rows})
+        raise ValueError(
+            f"cannot make one tensor of {name!r}: sequences have lengths {lengths}; pass padding=True"
+        ) from None
+    return to_framework(array, tensor_type)
+
+
+class TextEncodingMixin:
+    """`transformers`' encoding methods, for `BlipTokenizer` (which holds the backend as `_tokenizer`)."""
+
+    def __call__(
+        self,
+        text: Any = None,
+        text_pair: Any = None,
+        text_target: Any = None,
+        text_pair_target: Any = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: Any = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Encode one text or a batch (or pairs; words with `is_split_into_words`), with `transformers`'
+        options. `text_target` is encoded the same way; its ids become `labels` (alone: its encoding).
+
+        Raises:
+            TypeError: an unknown argument or a text that is not a string / list of strings.
+            ValueError: a bad option value; neither `text` nor `text_target`.
+        """
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(kwargs)}")
+        if text is None and text_target is None:
+            raise ValueError("You need to specify either `text` or `text_target`.")
+        options = resolve_options(
+            self,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            stride=stride,
+            is_split_into_words=is_split_into_words,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            return_token_type_ids=return_token_type_ids,
+            return_attention_mask=return_attention_mask,
+            return_overflowing_tokens=return_overflowing_tokens,
+            return_special_tokens_mask=return_special_tokens_mask,
+            return_offsets_mapping=return_offsets_mapping,
+            return_length=return_length,
+        )
+        encoded = None if text is None else self._encode(text, text_pair, options)
+        if text_target is None:
+            return encoded
+        target = self._encode(text_target, text_pair_target, options)
+        if encoded is None:
+            return target
+        encoded["labels"] = target["input_ids"]
+        return encoded
+
+    def _encode(self, text: Any, text_pair: Any, options: EncodeOptions) -> BatchEncoding:
+        inputs, batched = text_inputs(text, text_pair, options.is_split_into_words)
+        if not inputs:
+            raise TypeError("text must be a string or a non-empty list of strings, got an empty list")
+        return encodings_to_batch(run_backend(self, inputs, options), batched, options)
+
+    def encode(self, text: Any, text_pair: Any = None, add_special_tokens: bool = True, **kwargs: Any) -> Any:
+        """The `input_ids` of one sequence (a list, or a (1, T) tensor with `return_tensors`)."""
+        return self.encode_plus(text, text_pair=text_pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
+
+    def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
+        """`__call__` on one sequence (a string; a list of words with `is_split_into_words`).
+
+        Raises:
+            TypeError: a batch (use `batch_encode_plus` or `__call__`).
+        """
+        if _is_batch(text, kwargs.get("is_split_into_words", False)):
+            raise TypeError(f"encode_plus takes one sequence, got a batch of {len(text)}; use batch_encode_plus")
+        return self(text, text_pair=text_pair, **kwargs)
+
+    def batch_encode_plus(self, batch_text_or_text_pairs: Sequence[Any], **kwargs: Any) -> BatchEncoding:
+        """`__call__` on a batch: a list of texts, or of (text, text_pair) pairs (of word lists with
+        `is_split_into_words`).
+
+        Raises:
+            TypeError: not a list, or pairs mixed with single sequences.
+        """
+        if not isinstance(batch_text_or_text_pairs, (list, tuple)):
+            raise TypeError(f"batch_text_or_text_pairs must be a list, got {type(batch_text_or_text_pairs).__name__}")
+        split = kwargs.get("is_split_into_words", False)
+        is_pair = [_is_pair(item, split) for item in batch_text_or_text_pairs]
+        if any(is_pair) and not all(is_pair):
+            raise TypeError("batch_text_or_text_pairs mixes (text, text_pair) pairs with single sequences")
+        if is_pair and is_pair[0]:
+            firsts = [item[0] for item in batch_text_or_text_pairs]
+            seconds = [item[1] for item in batch_text_or_text_pairs]
+            return self(firsts, text_pair=seconds, **kwargs)
+        return self(list(batch_text_or_text_pairs), **kwargs)
+
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: Any = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Pad encodings (a dict of columns, a list of dicts, or a BatchEncoding; lists, arrays or tensors) as
+        `transformers` does: `input_ids` with the pad id, `attention_mask` (made when missing) with 0,
+        `token_type_ids` with 0, `special_tokens_mask` with 1; other columns as they are. Tensor inputs give
+        tensors of their framework unless `return_tensors` says otherwise.
+
+        Raises:
+            ValueError: no `input_ids`; a bad option value.
+        """
+        from blip_core.text_padding import pad_encodings
+
+        return pad_encodings(
+            self,
+            encoded_inputs,
+            padding=padding,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_attention_mask=return_attention_mask,
+            return_tensors=return_tensors,
+        )
+
+
+def _is_pair(item: Any, split: bool) -> bool:
+    """A (text, text_pair) entry of `batch_encode_plus`: two strings, or two word lists with `split`."""
+    if not isinstance(item, (list, tuple)) or len(item) != 2:
+        return False
+    if split:
+        return all(isinstance(part, (list, tuple)) for part in item)
+    return all(isinstance(part, str) for part in item)

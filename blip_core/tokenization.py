@@ -22,8 +22,9 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 
 from blip_core.added_tokens import content_of, restore_added_tokens, token_dict, token_list
 from blip_core.atomic import atomic_write_text
-from blip_core.feature import BatchEncoding, check_tensor_type, to_framework
 from blip_core.hub_errors import HubFileNotFoundError
+from blip_core.hub_upload import PushToHubMixin
+from blip_core.text_batching import TextEncodingMixin, check_side
 
 VOCAB_NAME = "vocab.txt"
 # bert-base-uncased's vocabulary, which every BLIP checkpoint uses; shipped for models saved without one.
@@ -37,7 +38,7 @@ ADDED_TOKENS_NAME = "added_tokens.json"
 # The special-token attributes of `transformers` tokenizers, in its order, with BLIP's values.
 SPECIAL_TOKENS: dict[str, str | None] = {
     "bos_token": "[DEC]",
-    "eos_token": None,  # BLIP generation ends on [SEP]: eos_token_id is sep_token_id unless set
+    "eos_token": None,  # as transformers: BLIP generation ends on [SEP] (the model's sep_token_id) anyway
     "unk_token": "[UNK]",
     "sep_token": "[SEP]",
     "pad_token": "[PAD]",
@@ -58,22 +59,6 @@ _CLEANUPS = (
     (" 've", "'ve"),
     (" 're", "'re"),
 )
-_PADDING = {
-    True: "longest",
-    "longest": "longest",
-    "max_length": "max_length",
-    False: None,
-    "do_not_pad": None,
-    None: None,
-}
-_TRUNCATION = {
-    True: "longest_first",
-    "longest_first": "longest_first",
-    "only_first": "only_first",
-    "only_second": "only_second",
-    False: None,
-    "do_not_truncate": None,
-}
 
 
 def read_vocab(path: Path) -> dict[str, int]:
@@ -114,8 +99,9 @@ class TokenizerFilesNotFoundError(HubFileNotFoundError, ValueError):
     """A folder or repo without `tokenizer.json` or `vocab.txt` (an `OSError` as in `transformers`)."""
 
 
-class BlipTokenizer:
-    """BLIP's tokenizer (`transformers.BertTokenizerFast` on the Hub's BLIP files).
+class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
+    """BLIP's tokenizer (`transformers.BertTokenizerFast` on the Hub's BLIP files): `__call__`, `encode`,
+    `encode_plus`, `batch_encode_plus`, `pad` (`blip_core.text_batching`), decoding, vocabulary growth, files.
 
     >>> tokenizer = BlipTokenizer.from_pretrained("tests/fixtures/tokenizer")  # doctest: +SKIP
     >>> tokenizer("a picture of")["input_ids"]  # doctest: +SKIP
@@ -142,6 +128,8 @@ class BlipTokenizer:
             ["[ENC]"] if additional is None else [content_of(t, ADDITIONAL_SPECIAL_TOKENS) for t in additional]
         )
         added_tokens_decoder = kwargs.pop("added_tokens_decoder", None)
+        self.name_or_path = str(kwargs.pop("name_or_path", ""))
+        self.chat_template = kwargs.pop("chat_template", None)
         if tokenizer_file is not None:
             try:
                 self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -152,12 +140,14 @@ class BlipTokenizer:
             restore_added_tokens(self._tokenizer, added_tokens_decoder or {})
         else:
             raise ValueError("BlipTokenizer needs vocab_file (vocab.txt) or tokenizer_file (tokenizer.json)")
+        self._tokenizer.no_truncation()  # every call sets its own truncation and padding (text_batching)
+        self._tokenizer.no_padding()
         self.base_vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=False)
         self._add_missing_special_tokens()
         self.do_lower_case = do_lower_case
         self.model_max_length = int(model_max_length) if model_max_length and model_max_length < 10**9 else 512
-        self.padding_side = _check_side(padding_side, "padding_side")
-        self.truncation_side = _check_side(truncation_side, "truncation_side")
+        self.padding_side = check_side(padding_side, "padding_side")
+        self.truncation_side = check_side(truncation_side, "truncation_side")
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.model_input_names = list(model_input_names or ["input_ids", "attention_mask"])
         self.init_kwargs = {k: v for k, v in kwargs.items() if not k.endswith("_token")}
@@ -197,12 +187,8 @@ class BlipTokenizer:
     mask_token = property(lambda self: self._special_tokens["mask_token"])
     bos_token = property(lambda self: self._special_tokens["bos_token"])
     eos_token = property(lambda self: self._special_tokens["eos_token"])
-
-    @property
-    def eos_token_id(self) -> int:
-        """BLIP generation ends on [SEP], unless an `eos_token` was set."""
-        explicit = self._token_id("eos_token")
-        return self.sep_token_id if explicit is None else explicit
+    eos_token_id = property(lambda self: self._token_id("eos_token"))  # None unless set, as in transformers
+    is_fast = True
 
     @property
     def additional_special_tokens(self) -> list[str]:
@@ -282,9 +268,25 @@ class BlipTokenizer:
         return self.base_vocab_size
 
     @property
+    def all_special_tokens(self) -> list[str]:
+        """The special-token attributes' tokens, then the additional ones, each once (`transformers`' order)."""
+        tokens = [token for token in self._special_tokens.values() if token] + self._additional
+        return list(dict.fromkeys(tokens))
+
+    @property
     def all_special_ids(self) -> list[int]:
-        added = self._tokenizer.get_added_tokens_decoder()
-        return sorted(index for index, token in added.items() if token.special)
+        return [self.convert_tokens_to_ids(token) for token in self.all_special_tokens]
+
+    def apply_chat_template(self, *args: Any, **kwargs: Any) -> Any:
+        """BLIP's tokenizer has no chat template: a ValueError, as in `transformers`.
+
+        Raises:
+            ValueError: always, unless a `chat_template` was given (not supported here either).
+        """
+        raise ValueError(
+            "Cannot use chat template functions because tokenizer.chat_template is not set and no template "
+            "argument was passed! BLIP is not a chat model: pass the text (a prompt or a question) directly."
+        )
 
     def __len__(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
@@ -308,74 +310,6 @@ class BlipTokenizer:
             return self._tokenizer.id_to_token(int(ids))
         special = set(self.all_special_ids) if skip_special_tokens else set()
         return [self._tokenizer.id_to_token(int(i)) for i in ids if int(i) not in special]
-
-    def encode(
-        self, text: str, text_pair: str | None = None, add_special_tokens: bool = True, **kwargs: Any
-    ) -> list[int]:
-        return self(text, text_pair=text_pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
-
-    def __call__(
-        self,
-        text: str | Sequence[str],
-        text_pair: str | Sequence[str] | None = None,
-        add_special_tokens: bool = True,
-        padding: bool | str = False,
-        truncation: bool | str | None = None,
-        max_length: int | None = None,
-        return_tensors: Any = None,
-        return_attention_mask: bool | None = None,
-        return_token_type_ids: bool | None = None,
-        padding_side: str | None = None,
-        pad_to_multiple_of: int | None = None,
-        **kwargs: Any,
-    ) -> BatchEncoding:
-        """Encode one text or a batch, with `transformers`' padding and truncation rules."""
-        from blip_core.text_batching import encode_batch
-
-        if kwargs:
-            raise TypeError(f"BlipTokenizer got unexpected arguments {sorted(kwargs)}")
-        tensor_type = check_tensor_type(return_tensors)
-        batched = not isinstance(text, str)
-        texts = _check_text_list(text, "text")
-        pairs = None if text_pair is None else _check_text_list(text_pair, "text_pair")
-        if pairs is not None and len(pairs) != len(texts):
-            raise ValueError(f"text has {len(texts)} items but text_pair has {len(pairs)}")
-        if padding not in _PADDING:
-            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-        if truncation is not None and truncation not in _TRUNCATION:
-            raise ValueError(
-                f"truncation must be a bool, 'longest_first', 'only_first' or 'only_second', got {truncation!r}"
-            )
-        if max_length is not None and (
-            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
-        ):
-            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
-        if truncation is None:
-            truncation = "longest_first" if max_length is not None else None
-        else:
-            truncation = _TRUNCATION[truncation]
-        columns = encode_batch(
-            self,
-            texts,
-            pairs,
-            add_special_tokens=add_special_tokens,
-            padding=_PADDING[padding],
-            truncation=truncation,
-            max_length=max_length,
-            padding_side=_check_side(padding_side or self.padding_side, "padding_side"),
-            pad_to_multiple_of=pad_to_multiple_of,
-        )
-        want_mask = (
-            "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
-        )
-        want_types = (
-            "token_type_ids" in self.model_input_names if return_token_type_ids is None else return_token_type_ids
-        )
-        names = ["input_ids"] + (["token_type_ids"] if want_types else []) + (["attention_mask"] if want_mask else [])
-        data = {name: columns[name] if batched else columns[name][0] for name in names}
-        if tensor_type is not None:
-            data = {name: _to_id_tensor(name, value, tensor_type, batched) for name, value in data.items()}
-        return BatchEncoding(data)
 
     # -- decoding -----------------------------------------------------------------
 
@@ -435,11 +369,14 @@ class BlipTokenizer:
             raise TokenizerFilesNotFoundError(f"no {TOKENIZER_FILE_NAME} or {VOCAB_NAME} found in {source}")
         map_path = resolve_file(source, SPECIAL_TOKENS_MAP_NAME, required=False, **options)
         special_map = _read_json(map_path) if map_path else {}
-        settings = {k: v for k, v in config.items() if k not in ("tokenizer_class", "tokenizer_file", "vocab_file")}
+        ignored = ("tokenizer_class", "tokenizer_file", "vocab_file", "name_or_path")
+        settings = {k: v for k, v in config.items() if k not in ignored}
         for name in (*SPECIAL_TOKENS, ADDITIONAL_SPECIAL_TOKENS):  # the map fills what the config lacks
             if settings.get(name) is None and special_map.get(name) is not None:
                 settings[name] = special_map[name]
-        return cls(vocab_file=vocab_file, tokenizer_file=tokenizer_file, **{**settings, **kwargs})
+        tokenizer = cls(vocab_file=vocab_file, tokenizer_file=tokenizer_file, **{**settings, **kwargs})
+        tokenizer.name_or_path = str(source)
+        return tokenizer
 
     def save_pretrained(
         self,
@@ -486,24 +423,10 @@ class BlipTokenizer:
         return [directory / name for name in files]
 
 
-def _check_side(side: str, name: str) -> str:
-    if side not in ("right", "left"):
-        raise ValueError(f"{name} must be 'right' or 'left', got {side!r}")
-    return side
-
-
 def _check_text(text: Any, name: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a string or a list of strings, got {type(text).__name__}")
     return text
-
-
-def _check_text_list(text: Any, name: str) -> list[str]:
-    if isinstance(text, str):
-        return [text]
-    if not isinstance(text, (list, tuple)) or not text:
-        raise TypeError(f"{name} must be a string or a non-empty list of strings, got {text!r:.80}")
-    return [_check_text(item, f"{name}[{index}]") for index, item in enumerate(text)]
 
 
 def _to_numpy(values: Any) -> Any:
@@ -512,17 +435,6 @@ def _to_numpy(values: Any) -> Any:
     if hasattr(values, "numpy") and not isinstance(values, np.ndarray):
         return values.numpy()
     return values
-
-
-def _to_id_tensor(name: str, value: list, tensor_type: str, batched: bool) -> Any:
-    rows = value if batched else [value]
-    lengths = {len(row) for row in rows}
-    if len(lengths) > 1:
-        raise ValueError(
-            f"cannot make one tensor of {name!r}: sequences have lengths {sorted(lengths)}; pass padding=True"
-        )
-    dtype = np.int32 if tensor_type == "tf" else np.int64
-    return to_framework(np.asarray(rows, dtype=dtype).reshape(len(rows), -1), tensor_type)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -7,7 +7,9 @@ from blip_core.pipelines import pipeline as _pipeline
 from blip_tf.auto import (
     TFAutoModel,
     TFAutoModelForImageTextToText,
+    TFAutoModelForVision2Seq,
     TFAutoModelForVisualQuestionAnswering,
+    TFAutoModelForZeroShotImageClassification,
 )
 from blip_tf.generation import export_for_serving
 from blip_tf.models import (
@@ -25,7 +27,9 @@ pipeline = functools.partial(_pipeline, framework="tf")
 __all__ = [
     "TFAutoModel",
     "TFAutoModelForImageTextToText",
+    "TFAutoModelForVision2Seq",
     "TFAutoModelForVisualQuestionAnswering",
+    "TFAutoModelForZeroShotImageClassification",
     "TFBlipForConditionalGeneration",
     "TFBlipForImageTextRetrieval",
     "TFBlipForQuestionAnswering",

@@ -36,3 +36,11 @@ class TFAutoModelForVisualQuestionAnswering(_TFAutoBase):
 
 class TFAutoModelForImageTextToText(_TFAutoBase):
     """A captioning checkpoint as `TFBlipForConditionalGeneration`."""
+
+
+class TFAutoModelForVision2Seq(_TFAutoBase):
+    """A captioning checkpoint as `TFBlipForConditionalGeneration` (`transformers`' older name for image-to-text)."""
+
+
+class TFAutoModelForZeroShotImageClassification(_TFAutoBase):
+    """A contrastive checkpoint as `TFBlipModel` (the zero-shot pipeline also scores retrieval checkpoints)."""

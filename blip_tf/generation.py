@@ -9,7 +9,9 @@ skipped, and the outputs are trimmed to their used length after the compiled cal
 
 from __future__ import annotations
 
+import functools
 import random
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,33 +222,41 @@ def greedy_or_sample(
     return {key: out[key] for key in ("chosen", "generated", "scores", "raw_logits") if key in out} | {"prompt": prompt}
 
 
-def _compiled(decoder, options: GenerationOptions, tokens: SpecialTokens, capacity: int):
-    """One XLA-compiled decoding function per (decoder, options, tokens, capacity); shapes retrace it."""
+COMPILED_PER_DECODER = 8  # XLA decoding functions kept per decoder; the least recently used is dropped
+
+
+def _compiled(decoder, options: GenerationOptions, tokens: SpecialTokens, capacity: int, signature: tuple):
+    """One XLA-compiled decoding function per (options, tokens, capacity, input signature) of a decoder, in a
+    bounded LRU cache. Each is traced once (its signature is fixed), so TensorFlow never retraces or warns."""
     from blip_tf.beam_search import beam_search, group_beam_search
 
-    statics = (options.static_key, tokens, capacity)
-    cache = decoder.__dict__.setdefault("_blip_generate_functions", {})
-    if statics not in cache:
-        loop = group_beam_search if options.is_group_beam else beam_search if options.is_beam else greedy_or_sample
+    key = (options.static_key, tokens, capacity, signature)
+    functions = decoder.__dict__.setdefault("_blip_generate_functions", OrderedDict())
+    if key in functions:
+        functions.move_to_end(key)
+        return functions[key]
+    loop = group_beam_search if options.is_group_beam else beam_search if options.is_beam else greedy_or_sample
 
-        @tf.function(jit_compile=True, reduce_retracing=False)
-        def run(encoder_hidden_states, encoder_attention_mask, ids, mask, positions, max_new, min_total, seed):
-            state, prompt, logits = start(
-                decoder,
-                ids,
-                mask,
-                positions,
-                max_new,
-                min_total,
-                encoder_hidden_states,
-                encoder_attention_mask,
-                capacity,
-                options,
-            )
-            return loop(state, prompt, logits, options, tokens, seed)
+    def run(encoder_hidden_states, encoder_attention_mask, ids, mask, positions, max_new, min_total, seed):
+        state, prompt, logits = start(
+            decoder,
+            ids,
+            mask,
+            positions,
+            max_new,
+            min_total,
+            encoder_hidden_states,
+            encoder_attention_mask,
+            capacity,
+            options,
+        )
+        return loop(state, prompt, logits, options, tokens, seed)
 
-        cache[statics] = run
-    return cache[statics]
+    # A partial per key: TensorFlow counts traces per Python function, and each of these is traced once.
+    functions[key] = tf.function(functools.partial(run), input_signature=list(signature), jit_compile=True)
+    while len(functions) > COMPILED_PER_DECODER:
+        functions.popitem(last=False)
+    return functions[key]
 
 
 def assemble(out: dict[str, tf.Tensor], options: GenerationOptions, width: int) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -290,10 +300,10 @@ def decode_prepared(
     seed,
 ) -> dict[str, tf.Tensor]:
     """Run the compiled loop on prepared (left-padded) prompt tensors; works eagerly and inside graphs."""
-    run = _compiled(decoder, options, tokens, capacity)
-    return run(
-        encoder_hidden_states, tf.cast(encoder_attention_mask, tf.int32), ids, mask, positions, max_new, min_total, seed
-    )
+    arguments = (encoder_hidden_states, tf.cast(encoder_attention_mask, tf.int32), ids, mask, positions)
+    arguments += (max_new, min_total, seed)
+    signature = tuple(tf.TensorSpec.from_tensor(tf.convert_to_tensor(value)) for value in arguments)
+    return _compiled(decoder, options, tokens, capacity, signature)(*arguments)
 
 
 def generate(
@@ -355,9 +365,9 @@ def transition_scores(
     if beam_indices is None:
         beam_indices = tf.broadcast_to(tf.range(scores[0].shape[0])[:, None], (scores[0].shape[0], len(scores)))
     stacked = tf.transpose(tf.reshape(tf.stack(scores), (len(scores), -1)))  # (N*V, steps)
-    if normalize_logits:
-        stacked = tf.nn.log_softmax(tf.reshape(stacked, (-1, vocab_size, stacked.shape[-1])), axis=1)
-        stacked = tf.reshape(stacked, (-1, stacked.shape[-1]))
+    if normalize_logits:  # in float64: the same numbers on every CPU and in both trees, then the scores' dtype
+        normalized = tf.nn.log_softmax(tf.reshape(tf.cast(stacked, tf.float64), (-1, vocab_size, stacked.shape[-1])), 1)
+        stacked = tf.cast(tf.reshape(normalized, (-1, stacked.shape[-1])), stacked.dtype)
     beam_indices = tf.cast(beam_indices, tf.int64)
     unused = beam_indices < 0
     length = int(tf.reduce_max(tf.reduce_sum(tf.cast(~unused, tf.int32), axis=-1)))

@@ -13,6 +13,7 @@ from blip_core.configuration import BlipTextConfig
 from blip_core.limits import (
     check_has_tokens,
     check_ids_dtype,
+    check_label_shape,
     check_loss_rows,
     check_position_ids,
     check_text_length,
@@ -56,9 +57,17 @@ def check_inputs(
         check_text_length(length, past, config.max_position_embeddings, name)
 
 
-def check_labels(labels: tf.Tensor, config: BlipTextConfig) -> None:
-    """Labels are token ids or -100 (ignored), on a non-empty batch: a clear error before the loss kernel.
-    Inside a graph only the dtype and a static batch size are checked."""
+def check_labels_match(labels: tf.Tensor, inputs: tf.Tensor, name: str = "input_ids") -> None:
+    """`labels` (batch, length) must have the shape of the ids the decoder reads (`inputs`, or its embeddings).
+    Inside a graph only the static axes are compared."""
+    check_label_shape(tuple(labels.shape), tuple(inputs.shape), name)
+
+
+def check_labels(labels: tf.Tensor, config: BlipTextConfig, inputs: tf.Tensor | None = None) -> None:
+    """Labels are token ids or -100 (ignored), one per token of `inputs` (when given), on a non-empty batch:
+    a clear error before the loss kernel. Inside a graph only the dtype and static shapes are checked."""
+    if inputs is not None:
+        check_labels_match(labels, inputs)
     check_loss_rows("the language-modelling loss (labels)", labels.shape[0])
     check_ids_dtype(_is_integer(labels), labels.dtype.name, "labels")
     kept = tf.boolean_mask(labels, labels != IGNORE_INDEX) if tf.executing_eagerly() else labels

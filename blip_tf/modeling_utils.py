@@ -22,12 +22,14 @@ from blip_core.configuration import BlipConfigBase
 from blip_core.generation_support import GenerationConfigMixin, attach_generation_config
 from blip_core.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
 from blip_core.loading import open_pretrained, write_pretrained
+from blip_core.model_api import PreTrainedModelAPI
 from blip_core.model_constants import MASK_FILL_VALUE, activation_name
 from blip_core.safetensors_io import ALIGNMENT, float32_to_bf16_bits
 from blip_core.saving import DEFAULT_MAX_SHARD_SIZE, parse_save_options
 from blip_core.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
 from blip_core.weights import CheckpointError, expected_params, keras_axes, keras_variable_name, saved_names
 from blip_core.weights.layouts import from_keras, keras_attribute, to_keras
+from blip_tf.keras_model import TFKerasModel
 
 _ACTIVATIONS = {
     "gelu_erf": lambda x: tf.nn.gelu(x, approximate=False),
@@ -288,11 +290,12 @@ def as_tensor(value: Any, dtype: Any = None) -> tf.Tensor | None:
     return tensor if dtype is None or tensor.dtype == dtype else tf.cast(tensor, dtype)
 
 
-class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
+class TFBlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, TFKerasModel, _OwnWeights, keras.Model):
     """Twin of `BlipPreTrainedModel`: `from_pretrained`, `save_pretrained`, building, dtype helpers."""
 
     config_class: ClassVar[type[BlipConfigBase]]
     main_input_name: ClassVar[str] = "pixel_values"
+    supports_gradient_checkpointing: ClassVar[bool] = False  # Keras: no activation checkpointing here
 
     def __init__(self, config: BlipConfigBase, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -365,8 +368,72 @@ class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
     def dtype(self) -> str:
         return self.dtype_policy.variable_dtype
 
-    def num_parameters(self) -> int:
-        return int(sum(np.prod(v.shape) for v in self.weights))
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Twin of `BlipPreTrainedModel.num_parameters`: variables counted once each (tied ones once);
+        `only_trainable` those with `trainable`; `exclude_embeddings` leaves out the `Embedding` tables."""
+        tables = {
+            id(variable)
+            for layer in self._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.Embedding)
+            for variable in layer.weights
+        }
+        variables = {id(variable): variable for variable in self.weights}
+        return int(
+            sum(
+                np.prod(variable.shape)
+                for key, variable in variables.items()
+                if not (exclude_embeddings and key in tables) and (variable.trainable or not only_trainable)
+            )
+        )
+
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes held by the variables (`return_buffers`: Keras has no buffers; kept for the same call)."""
+        variables = {id(variable): variable for variable in self.weights}.values()
+        sizes = (np.prod(v.shape) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in variables)
+        return int(sum(sizes))
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Always False: Keras models here have no activation checkpointing (`supports_gradient_checkpointing`)."""
+        return False
+
+    def enable_input_require_grads(self) -> None:
+        """Accepted for the same program: a `tf.GradientTape` differentiates through frozen layers to any
+        trainable variable or watched tensor, so the input embeddings need no flag. Undone by
+        `disable_input_require_grads`."""
+        self.__dict__["_require_grads_enabled"] = True
+
+    def disable_input_require_grads(self) -> None:
+        """Undo `enable_input_require_grads`.
+
+        Raises:
+            AttributeError: `enable_input_require_grads` was never called (as in `transformers`' PyTorch).
+        """
+        if not self.__dict__.pop("_require_grads_enabled", False):
+            raise AttributeError(f"{type(self).__name__}: enable_input_require_grads() was not called")
+
+    def set_output_embeddings(self, new_embeddings: keras.layers.Layer) -> None:
+        """Replace the LM head's decoder layer (`get_output_embeddings()`).
+
+        Raises:
+            AttributeError: a class without an LM head.
+        """
+        head = self.get_output_embeddings()
+        if head is None:
+            raise AttributeError(f"{type(self).__name__} has no LM head, so no output embeddings to set")
+        owner = self if hasattr(self, "cls") else self.text_decoder
+        predictions = owner.cls.predictions
+        if any(layer is head for layer in predictions._layers):  # untrack the old head (Keras: no public API)
+            del predictions._layers[next(i for i, layer in enumerate(predictions._layers) if layer is head)]
+        locked = predictions._tracker.locked
+        predictions._tracker.unlock()  # a built layer refuses new sub-layers
+        try:
+            predictions.decoder = new_embeddings
+            predictions.tied_embeddings = None  # the new layer computes the logits, as torch's does
+        finally:
+            if locked:
+                predictions._tracker.lock()
+        self._forget_compiled_functions()
 
     def owner_of(self, name: str, kind: str) -> tuple[Any, str]:
         """(layer, Keras variable name) behind a canonical parameter name, walking attribute names."""
@@ -400,6 +467,7 @@ class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
         options = parse_load_options(cls.__name__, kwargs)
         config = resolve_config(cls.config_class, cls.__name__, pretrained_model_name_or_path, config, options)
         dtype_name = resolve_dtype(options.dtype, config)
+        config.dtype = dtype_name  # a Keras dtype name here; the sections keep their own
         target = resolve_device(options.device, options.device_map)
         source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, options)
         try:
@@ -442,7 +510,8 @@ class TFBlipPreTrainedModel(GenerationConfigMixin, _OwnWeights, keras.Model):
         """Twin of `BlipPreTrainedModel.save_pretrained`: canonical, PyTorch-named `model.safetensors` by default
         (`transformers`' TF port defaults to `tf_model.h5`); `safe_serialization=False` writes `tf_model.h5` as
         the TF port names it (shards too). `save_function` concerns only `pytorch_model.bin` and is unused here.
-        Raises ValueError for `push_to_hub=True`, `state_dict=` (a PyTorch notion) or `saved_model=True`.
+        `push_to_hub=True` then uploads the files written. Raises ValueError for `state_dict=` (a PyTorch notion)
+        or `saved_model=True`.
         """
         if state_dict is not None:
             raise ValueError(

@@ -2,8 +2,8 @@
 
 Twin of `blip_torch/models.py`, same semantics (REFERENCE §0 included). Keras
 additions: `call` accepts a dict of processor outputs as its first argument,
-and `compute_loss` returns the model's own loss, so `model.compile(optimizer)`
-then `model.fit(dataset)` trains on it.
+and `model_loss` is what `fit` trains on (`blip_tf/keras_model.py`), so
+`model.compile(optimizer)` then `model.fit(dataset)` trains the model.
 """
 
 from __future__ import annotations
@@ -67,25 +67,7 @@ def _l2_normalize(x: tf.Tensor) -> tf.Tensor:
     return x / tf.norm(x, ord=2, axis=-1, keepdims=True)
 
 
-class _KerasTraining:
-    """`model.fit` on a dataset of processor outputs (with `labels` or `return_loss`) trains on the model's loss."""
-
-    def compute_loss(
-        self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, training: bool = True
-    ) -> tf.Tensor:
-        loss = getattr(y_pred, "loss", None)
-        if loss is None and y is not None and getattr(y_pred, "itm_score", None) is not None:
-            from blip_tf.training import itm_objective  # matching: y holds the match labels
-
-            return itm_objective(self, dict(x), y, y_pred.itm_score, training)
-        if loss is None:
-            raise ValueError(
-                f"{type(self).__name__}: the training batches must give the model a loss (labels / return_loss)"
-            )
-        return tf.reshape(loss, ())
-
-
-class TFBlipModel(_KerasTraining, TFBlipPreTrainedModel):
+class TFBlipModel(TFBlipPreTrainedModel):
     """Contrastive image and text embeddings in Keras 3; twin of `blip_torch.BlipModel`."""
 
     config_class = BlipConfig
@@ -110,6 +92,10 @@ class TFBlipModel(_KerasTraining, TFBlipPreTrainedModel):
 
     def get_input_embeddings(self) -> keras.layers.Embedding:
         return self.text_model.get_input_embeddings()
+
+    def model_loss(self, x: Any, y: Any, y_pred: BlipOutput, training: bool) -> tf.Tensor:
+        """Keras `fit` trains on the contrastive loss, as `transformers`' TF train step asks for return_loss."""
+        return y_pred.loss if y_pred.loss is not None else blip_loss(y_pred.logits_per_text)
 
     def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
         self.text_model.set_input_embeddings(value)
@@ -193,7 +179,7 @@ class TFBlipModel(_KerasTraining, TFBlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class TFBlipForConditionalGeneration(TFGenerationMixin, _KerasTraining, TFBlipPreTrainedModel):
+class TFBlipForConditionalGeneration(TFGenerationMixin, TFBlipPreTrainedModel):
     """Image captioning in Keras 3; twin of `blip_torch.BlipForConditionalGeneration`.
 
     `generate` decodes inside `tf.function(jit_compile=True)` and returns int32 ids.
@@ -310,7 +296,7 @@ class TFBlipForConditionalGeneration(TFGenerationMixin, _KerasTraining, TFBlipPr
         return decode(self.text_decoder, rows, image_embeds, None, options, tokens)
 
 
-class TFBlipForImageTextRetrieval(_KerasTraining, TFBlipPreTrainedModel):
+class TFBlipForImageTextRetrieval(TFBlipPreTrainedModel):
     """Image-text matching and similarity in Keras 3; twin of `blip_torch.BlipForImageTextRetrieval`."""
 
     config_class = BlipConfig
@@ -335,6 +321,21 @@ class TFBlipForImageTextRetrieval(_KerasTraining, TFBlipPreTrainedModel):
 
     def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
         self.text_encoder.set_input_embeddings(value)
+
+    label_inputs = ("match", "labels")  # Keras fit: the 0/1 match labels, in y or in the batch
+
+    def model_loss(self, x: Any, y: Any, y_pred: BlipImageTextMatchingModelOutput, training: bool) -> tf.Tensor:
+        """Keras `fit` trains on the ITM + ITC objective of `blip_tf.training`, `y` holding the match labels."""
+        from blip_tf.training import itm_objective
+
+        if isinstance(y, dict):
+            y = next((y[key] for key in self.label_inputs if key in y), None)
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__}: training needs the 0/1 match label of each image-text pair, as y "
+                "(fit(x, y), or (features, labels) dataset elements) or a 'labels' key of the batch"
+            )
+        return itm_objective(self, x, y, y_pred.itm_score, training)
 
     def call(
         self,
@@ -392,7 +393,7 @@ class TFBlipForImageTextRetrieval(_KerasTraining, TFBlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-class TFBlipForQuestionAnswering(TFGenerationMixin, _KerasTraining, TFBlipPreTrainedModel):
+class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
     """Visual question answering in Keras 3; twin of `blip_torch.BlipForQuestionAnswering`."""
 
     config_class = BlipConfig

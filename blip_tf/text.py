@@ -16,7 +16,7 @@ import tensorflow as tf
 from blip_core.configuration import BlipTextConfig
 from blip_core.empty_batch import cache_entry_shapes, is_empty
 from blip_core.empty_batch import text_output as empty_text_output
-from blip_core.limits import check_text_shape
+from blip_core.limits import check_cross_attention, check_text_shape
 from blip_core.model_constants import IGNORE_INDEX
 from blip_core.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
 from blip_tf.cache import TFKVCache
@@ -483,6 +483,7 @@ class TFBlipTextModel(TFBlipPreTrainedModel):
         )
         batch, length = check_text_shape(tuple(first.shape), input_ids is not None)  # static, None when unknown
         check_inputs(input_ids, position_ids, batch, length, past, self.config, encoder_embeds is None)
+        check_cross_attention(encoder_hidden_states is not None, self.config.is_decoder)  # (the layers check too)
         if is_empty(batch):
             output = self._empty_output(
                 length, past, encoder_hidden_states, cache, use_cache, output_attentions, output_hidden_states
@@ -643,7 +644,7 @@ class TFBlipTextLMHeadModel(TFBlipPreTrainedModel):
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         if labels is not None:
             labels = as_tensor(labels)
-            check_labels(labels, self.config)
+            check_labels(labels, self.config, as_tensor(input_ids if input_ids is not None else inputs_embeds))
             use_cache = False
         outputs = self.bert(
             input_ids,

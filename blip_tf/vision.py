@@ -233,6 +233,9 @@ class TFBlipVisionModel(TFBlipPreTrainedModel):
             raise ValueError("TFBlipVisionModel needs pixel_values of shape (batch, 3, height, width)")
         pixel_values = as_tensor(pixel_values)
         check_pixel_shape(tuple(pixel_values.shape))
+        height, width = pixel_values.shape[2:]
+        if height is not None and width is not None:  # here, not only in the embeddings: before a Keras sub-layer
+            vision_tokens(self.config, height, width, interpolate_pos_encoding)  # would wrap the error
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states

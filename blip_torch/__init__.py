@@ -4,7 +4,13 @@ import functools
 
 from blip_core.generation_config import GenerationConfig
 from blip_core.pipelines import pipeline as _pipeline
-from blip_torch.auto import AutoModel, AutoModelForImageTextToText, AutoModelForVisualQuestionAnswering
+from blip_torch.auto import (
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoModelForVision2Seq,
+    AutoModelForVisualQuestionAnswering,
+    AutoModelForZeroShotImageClassification,
+)
 from blip_torch.models import (
     BlipForConditionalGeneration,
     BlipForImageTextRetrieval,
@@ -20,7 +26,9 @@ pipeline = functools.partial(_pipeline, framework="pt")
 __all__ = [
     "AutoModel",
     "AutoModelForImageTextToText",
+    "AutoModelForVision2Seq",
     "AutoModelForVisualQuestionAnswering",
+    "AutoModelForZeroShotImageClassification",
     "BlipForConditionalGeneration",
     "BlipForImageTextRetrieval",
     "BlipForQuestionAnswering",

@@ -34,3 +34,11 @@ class AutoModelForVisualQuestionAnswering(_AutoBase):
 
 class AutoModelForImageTextToText(_AutoBase):
     """A captioning checkpoint as `BlipForConditionalGeneration`."""
+
+
+class AutoModelForVision2Seq(_AutoBase):
+    """A captioning checkpoint as `BlipForConditionalGeneration` (`transformers`' older name for image-to-text)."""
+
+
+class AutoModelForZeroShotImageClassification(_AutoBase):
+    """A contrastive checkpoint as `BlipModel` (the zero-shot pipeline also scores retrieval checkpoints)."""

@@ -297,9 +297,9 @@ def transition_scores(
     if beam_indices is None:
         beam_indices = torch.arange(scores[0].shape[0], device=sequences.device)[:, None].expand(-1, len(scores))
     stacked = torch.stack(scores).reshape(len(scores), -1).transpose(0, 1)  # (N*V, steps)
-    if normalize_logits:
-        stacked = torch.log_softmax(stacked.reshape(-1, vocab_size, stacked.shape[-1]), dim=1)
-        stacked = stacked.reshape(-1, stacked.shape[-1])
+    if normalize_logits:  # in float64: the same numbers on every CPU and in both trees, then the scores' dtype
+        normalized = torch.log_softmax(stacked.double().reshape(-1, vocab_size, stacked.shape[-1]), dim=1)
+        stacked = normalized.reshape(-1, stacked.shape[-1]).to(stacked.dtype)
     unused = beam_indices < 0
     length = int((~unused).sum(-1).max())
     unused = unused[:, :length]

@@ -8,6 +8,7 @@ from blip_core.configuration import BlipTextConfig
 from blip_core.limits import (
     check_has_tokens,
     check_ids_dtype,
+    check_label_shape,
     check_loss_rows,
     check_position_ids,
     check_text_length,
@@ -50,8 +51,16 @@ def check_inputs(
         check_text_length(length, past, config.max_position_embeddings, name)
 
 
-def check_labels(labels: torch.Tensor, config: BlipTextConfig) -> None:
-    """Labels are token ids or -100 (ignored), on a non-empty batch: a clear error before the loss kernel."""
+def check_labels_match(labels: torch.Tensor, inputs: torch.Tensor, name: str = "input_ids") -> None:
+    """`labels` (batch, length) must have the shape of the ids the decoder reads (`inputs`, or its embeddings)."""
+    check_label_shape(tuple(labels.shape), tuple(inputs.shape), name)
+
+
+def check_labels(labels: torch.Tensor, config: BlipTextConfig, inputs: torch.Tensor | None = None) -> None:
+    """Labels are token ids or -100 (ignored), one per token of `inputs` (when given), on a non-empty batch:
+    a clear error before the loss kernel."""
+    if inputs is not None:
+        check_labels_match(labels, inputs)
     check_loss_rows("the language-modelling loss (labels)", labels.shape[0])
     check_ids_dtype(_is_integer(labels), str(labels.dtype).replace("torch.", ""), "labels")
     check_token_ids(*_value_range(labels[labels != IGNORE_INDEX]), config.vocab_size, "labels (other than -100)")

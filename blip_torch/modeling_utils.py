@@ -19,6 +19,7 @@ from blip_core.configuration import BlipConfigBase
 from blip_core.generation_support import GenerationConfigMixin, attach_generation_config
 from blip_core.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
 from blip_core.loading import open_pretrained, write_pretrained
+from blip_core.model_api import PreTrainedModelAPI
 from blip_core.model_constants import MASK_FILL_VALUE, activation_name
 from blip_core.saving import DEFAULT_MAX_SHARD_SIZE, parse_save_options
 from blip_core.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
@@ -173,13 +174,26 @@ def resolve_dtype(torch_dtype: Any, config: BlipConfigBase) -> torch.dtype:
 
 
 def resolve_device(device: Any, device_map: Any) -> torch.device | None:
+    """`device`, or `device_map` ("auto" or the one device `blip_core.load_options.single_device` found), as a
+    torch device (None: stay on the CPU). An int is accelerator N, as in `transformers`.
+
+    Raises:
+        ValueError: a value that names no device, or a device this machine does not have.
+    """
     if device_map is not None:
-        if device_map != "auto" and not isinstance(device_map, (str, torch.device, int)):
-            raise ValueError(
-                f"device_map must be 'auto' or one device (multi-device maps are not supported), got {device_map!r}"
-            )
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device_map == "auto" else device_map
-    return torch.device(device) if device is not None else None
+    if device is None:
+        return None
+    try:
+        if isinstance(device, bool):
+            raise TypeError("a bool names no device")
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a device this torch can use: {err}") from None
+    count = {"cuda": torch.cuda.device_count, "mps": lambda: int(torch.backends.mps.is_available())}
+    if target.type in count and (target.index or 0) >= count[target.type]():
+        raise ValueError(f"device {device!r} ({target}) is not available on this machine; use 'cpu' or 'auto'")
+    return target
 
 
 def to_numpy(tensor: torch.Tensor) -> tuple[np.ndarray, bool]:
@@ -190,11 +204,12 @@ def to_numpy(tensor: torch.Tensor) -> tuple[np.ndarray, bool]:
     return tensor.numpy(), False
 
 
-class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
-    """Base of every class: `from_pretrained`, `save_pretrained`, dtype/device helpers, init."""
+class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
+    """Base of every class: `from_pretrained`, `save_pretrained`, `push_to_hub`, dtype/device helpers, init."""
 
     config_class: ClassVar[type[BlipConfigBase]]
     main_input_name: ClassVar[str] = "pixel_values"
+    supports_gradient_checkpointing: ClassVar[bool] = True
 
     def __init__(self, config: BlipConfigBase) -> None:
         super().__init__()
@@ -272,8 +287,21 @@ class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameters counted once each (tied ones once), as `transformers` counts them: `only_trainable` those
+        with `requires_grad`; `exclude_embeddings` leaves out the `nn.Embedding` tables (word and position
+        embeddings of the text stacks; the vision patch and position tensors are not `nn.Embedding`s)."""
+        tables = {f"{name}.weight" for name, module in self.named_modules() if isinstance(module, nn.Embedding)}
+        return sum(
+            parameter.numel()
+            for name, parameter in self.named_parameters()
+            if not (exclude_embeddings and name in tables) and (parameter.requires_grad or not only_trainable)
+        )
+
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes held by the parameters (and buffers: none here; `transformers` also holds `position_ids`)."""
+        tensors = [*self.parameters(), *(self.buffers() if return_buffers else ())]
+        return sum(tensor.nelement() * tensor.element_size() for tensor in tensors)
 
     def gradient_checkpointing_enable(self, **_: Any) -> None:
         for module in self.modules():
@@ -284,6 +312,42 @@ class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
         for module in self.modules():
             if hasattr(module, "gradient_checkpointing"):
                 module.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(getattr(module, "gradient_checkpointing", False) for module in self.modules())
+
+    def enable_input_require_grads(self) -> None:
+        """Make the input embeddings' output require gradients (LoRA/adapters on frozen weights with gradient
+        checkpointing): a forward hook on `get_input_embeddings()`, removed by `disable_input_require_grads`."""
+
+        def require_grads(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            output.requires_grad_(True)
+
+        self._require_grads_hook = self.get_input_embeddings().register_forward_hook(require_grads)
+
+    def disable_input_require_grads(self) -> None:
+        """Remove the hook of `enable_input_require_grads`.
+
+        Raises:
+            AttributeError: `enable_input_require_grads` was never called (as in `transformers`).
+        """
+        hook = self.__dict__.get("_require_grads_hook")
+        if hook is None:
+            raise AttributeError(f"{type(self).__name__}: enable_input_require_grads() was not called")
+        hook.remove()
+
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
+        """Replace the LM head's decoder layer (`get_output_embeddings()`).
+
+        Raises:
+            AttributeError: a class without an LM head.
+        """
+        head = self.get_output_embeddings()
+        if head is None:
+            raise AttributeError(f"{type(self).__name__} has no LM head, so no output embeddings to set")
+        owner = self if hasattr(self, "cls") else self.text_decoder
+        owner.cls.predictions.decoder = new_embeddings
 
     # -- loading -----------------------------------------------------------------------
 
@@ -305,6 +369,7 @@ class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
         options = parse_load_options(cls.__name__, kwargs)
         config = resolve_config(cls.config_class, cls.__name__, pretrained_model_name_or_path, config, options)
         dtype = resolve_dtype(options.dtype, config)
+        config.dtype = dtype  # as transformers (`config.dtype == torch.float16`); the sections keep their own
         target = resolve_device(options.device, options.device_map)
         source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, options)
         try:
@@ -351,8 +416,8 @@ class BlipPreTrainedModel(GenerationConfigMixin, nn.Module):
         `save_function`, default `torch.save`), sharded above `max_shard_size` as `transformers` names shards,
         for a `variant`; then `config.json` and, for the classes that generate, `generation_config.json`.
         Tied aliases are omitted; every file is atomic; stale weight files that would shadow these are removed.
-        `state_dict` saves those tensors (canonical names) instead of the model's. Raises ValueError for
-        `push_to_hub=True`, TypeError for an unknown argument.
+        `state_dict` saves those tensors (canonical names) instead of the model's. `push_to_hub=True` then
+        uploads the files written (`blip_core.hub_upload`). Raises TypeError for an unknown argument.
         """
         options = parse_save_options(
             type(self).__name__,

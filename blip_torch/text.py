@@ -484,7 +484,7 @@ class BlipTextLMHeadModel(BlipPreTrainedModel):
     ) -> CausalLMOutputWithCrossAttentions | tuple | torch.Tensor:
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         if labels is not None:
-            check_labels(labels, self.config)
+            check_labels(labels, self.config, input_ids if input_ids is not None else inputs_embeds)
             use_cache = False
         outputs = self.bert(
             input_ids,

@@ -93,9 +93,10 @@ def prepare_state(source: Any, class_name: str, config: Any, hint: str = "", **o
     ]
     if missing or unexpected or wrong_shape:
         where = f" (read under the prefix {prefix!r})" if prefix else ""
-        raise CheckpointError(
-            f"checkpoint {source.path} does not fit {class_name}{where}:\n"
+        raise CheckpointError(  # the hint (what the checkpoint is) first: it is what the reader needs
+            f"checkpoint {source.path} does not fit {class_name}{where}"
+            + (f": {hint}" if hint else "")
+            + "\n"
             + _format_problems({"missing": missing, "unexpected": unexpected, "wrong shape": wrong_shape})
-            + (f"\n{hint}" if hint else "")
         )
     return PreparedState(source, class_name, specs, prefix, tied, frozenset(untied))

@@ -86,6 +86,7 @@ def test_processor_files_travel(tmp_path, tiny_checkpoints):
     written = {p.name for p in (tmp_path / "out").iterdir()}
     assert written == {
         "config.json",
+        "generation_config.json",
         "model.safetensors",
         "tokenizer.json",
         "vocab.txt",
@@ -306,3 +307,20 @@ def test_tf_port_blip_model_h5_gives_the_ports_outputs_in_both_frameworks():
     for field in ("logits_per_image", "text_embeds", "image_embeds"):
         assert_outputs_close({"v": getattr(torch_out, field).numpy()}, {"v": golden[f"blip_model::{field}"]})
         assert_outputs_close({"v": getattr(tf_out, field).numpy()}, {"v": golden[f"blip_model::{field}"]})
+
+
+@pytest.mark.parametrize("command", ["to_safetensors", "to_bin", "to_h5", "to_keras"])
+def test_conversions_keep_the_generation_settings_and_the_model_image_size(tmp_path, command):
+    """A fine-tune's generation_config.json travels with it, and a source without processor files gets a
+    processor at the model's own image size (40 here), whatever the target format."""
+    source = write_generation_checkpoint("BlipForConditionalGeneration", "varied", tmp_path / "source")
+    model = blip_torch.BlipForConditionalGeneration.from_pretrained(source)
+    model.generation_config.max_new_tokens = 4
+    model.generation_config.num_beams = 2
+    model.save_pretrained(source)
+    getattr(convert, command)(str(source), str(tmp_path / "out"))
+    out = tmp_path / "out"
+    assert (out / "generation_config.json").read_bytes() == (source / "generation_config.json").read_bytes()
+    assert json.loads((out / "preprocessor_config.json").read_text())["size"] == {"height": 40, "width": 40}
+    loaded = blip_torch.BlipForConditionalGeneration.from_pretrained(out)
+    assert (loaded.generation_config.max_new_tokens, loaded.generation_config.num_beams) == (4, 2)

@@ -160,3 +160,20 @@ def test_timeout_reaches_the_download(monkeypatch):
     with pytest.raises(ImageDownloadError):
         load_image("https://example.com/slow.jpg")
     assert seen["timeout"] == image_loading.URL_TIMEOUT_S
+
+
+def test_encoded_images_load_like_their_files(tmp_path):
+    """Bytes and binary file objects are opened as the file they hold; a text file object is unreadable."""
+    import io
+
+    import numpy as np
+
+    path = tmp_path / "a.png"
+    PIL.Image.new("RGB", (9, 7), (10, 200, 30)).save(path)
+    reference = np.asarray(load_image(path))
+    processor = BlipImageProcessor(size=8)
+    for given in (path.read_bytes(), io.BytesIO(path.read_bytes()), open(path, "rb")):  # noqa: SIM115
+        assert np.array_equal(np.asarray(image_loading.to_pil_or_array(given)), reference)
+        assert processor(given, return_tensors="np")["pixel_values"].shape == (1, 3, 8, 8)
+    with pytest.raises(UnreadableImageError), io.StringIO("not an image") as text:
+        image_loading.to_pil_or_array(text)

@@ -133,3 +133,45 @@ def test_slow_processor_channels_last_output(processor):
     first = processor.image_processor(base_rgb(), return_tensors="np")["pixel_values"]
     last = processor.image_processor(base_rgb(), data_format="channels_last", return_tensors="np")["pixel_values"]
     assert last.shape == (1, 24, 24, 3) and np.array_equal(last.transpose(0, 3, 1, 2), first)
+
+
+def test_tokenizer_options_and_grouped_kwargs_route_as_transformers(processor):
+    """Values recorded from transformers 4.57.6's `BlipProcessor(BlipImageProcessor, BertTokenizerFast)` on the
+    fixture tokenizer (the same calls, run by hand in the oracle venv)."""
+    image = np.zeros((20, 30, 3), np.uint8)
+    out = processor(
+        images=image, text=["a dog", "two cats on a mat"], return_token_type_ids=True, padding=True, return_length=True
+    )
+    assert list(out) == ["pixel_values", "input_ids", "token_type_ids", "attention_mask", "length"]
+    assert out["token_type_ids"] == [[0] * 7, [0] * 7] and out["length"] == [7, 7]
+    grouped = processor(
+        images=image,
+        text="a dog",
+        text_kwargs={"padding": "max_length", "max_length": 8},
+        images_kwargs={"size": {"height": 16, "width": 16}},
+        common_kwargs={"return_tensors": "np"},
+    )
+    assert grouped["pixel_values"].shape == (1, 3, 16, 16) and grouped["input_ids"].dtype == np.int64
+    assert grouped["input_ids"].tolist() == [[101, 1037, 3899, 102, 0, 0, 0, 0]]
+    flat = processor(
+        images=image,
+        text="a dog",
+        padding="max_length",
+        max_length=8,
+        size={"height": 16, "width": 16},
+        return_tensors="np",
+    )
+    assert all(np.array_equal(flat[key], grouped[key]) for key in flat) and list(flat) == list(grouped)
+    text_only = processor(text="a dog", return_special_tokens_mask=True, return_offsets_mapping=True)
+    assert dict(text_only) == {
+        "input_ids": [101, 1037, 3899, 102],
+        "attention_mask": [1, 1, 1, 1],
+        "special_tokens_mask": [1, 0, 0, 1],
+        "offset_mapping": [(0, 0), (0, 1), (2, 5), (0, 0)],
+    }
+    with pytest.raises(ValueError, match="padding was given twice"):
+        processor(images=image, text="a", padding=True, text_kwargs={"padding": "max_length"})
+    with pytest.raises(TypeError, match="text_kwargs must be a dict"):
+        processor(text="a", text_kwargs=["padding"])
+    with pytest.raises(ValueError, match="no chat template"):
+        processor.apply_chat_template([{"role": "user", "content": "hi"}])

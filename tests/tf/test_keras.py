@@ -63,8 +63,16 @@ def test_fit_without_labels_is_a_clear_error(tiny_checkpoints):
         {"pixel_values": GOLDEN["input::pixel_values"], "input_ids": GOLDEN["input::input_ids"].astype(np.int32)}
     ).batch(2)
     model.compile(optimizer="adam")
-    with pytest.raises(ValueError, match="must give the model a loss"):
+    with pytest.raises(ValueError, match=r"needs the 0/1 match label of each image-text pair, as y"):
         model.fit(data, epochs=1, verbose=0)
+
+
+def test_fit_of_a_captioner_without_labels_names_them(tiny_checkpoints):
+    model = blip_tf.TFBlipForConditionalGeneration.from_pretrained(tiny_checkpoints["BlipForConditionalGeneration"])
+    model.compile(optimizer="adam")
+    batch = {"pixel_values": GOLDEN["input::pixel_values"], "input_ids": GOLDEN["input::input_ids"].astype(np.int32)}
+    with pytest.raises(ValueError, match=r"the batch has no labels, so the model computes no loss"):
+        model.fit(batch, epochs=1, verbose=0)
 
 
 @pytest.mark.parametrize("skip_bytes", [0, 4, 16])

@@ -88,3 +88,35 @@ def test_seed_examples_run_in_both_frameworks_with_only_the_import_changed(small
     # the pipeline generates up to 256 new tokens, generate() 20, as in transformers
     assert answers[("pt", "pipeline")].startswith(answers[("pt", "auto")])
     assert isinstance(np.asarray(answers[("pt", "auto")]).item(), str)
+
+
+def test_auto_vision2seq_zero_shot_config_and_tokenizer(small_models, tmp_path):
+    caption, contrastive = small_models["BlipForConditionalGeneration"], small_models["BlipModel"]
+    assert type(blip_torch.AutoModelForVision2Seq.from_pretrained(caption)).__name__ == "BlipForConditionalGeneration"
+    assert type(blip_tf.TFAutoModelForVision2Seq.from_pretrained(caption)).__name__ == "TFBlipForConditionalGeneration"
+    zero_shot = blip_torch.AutoModelForZeroShotImageClassification.from_pretrained(contrastive)
+    assert type(zero_shot).__name__ == "BlipModel"
+    assert (
+        type(blip_tf.TFAutoModelForZeroShotImageClassification.from_pretrained(contrastive)).__name__ == "TFBlipModel"
+    )
+    with pytest.raises(ValueError, match="declares BlipForImageTextRetrieval, which AutoModelForZeroShot"):
+        blip_torch.AutoModelForZeroShotImageClassification.from_pretrained(small_models["BlipForImageTextRetrieval"])
+    # AutoConfig: the class named by model_type, the same fields as the class's own loader
+    config = blip_core.AutoConfig.from_pretrained(caption)
+    assert type(config) is blip_core.BlipConfig and config == blip_core.BlipConfig.from_pretrained(caption)
+    config.vision_config.save_pretrained(tmp_path / "vision")
+    assert type(blip_core.AutoConfig.from_pretrained(tmp_path / "vision")) is blip_core.BlipVisionConfig
+    assert blip_core.AutoConfig.for_model("blip_text_model", vocab_size=99).vocab_size == 99
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    with pytest.raises(ValueError, match="model_type 'clip' is not a BLIP model"):
+        blip_core.AutoConfig.from_pretrained(tmp_path / "other")
+    # AutoTokenizer: the tokenizer the processor holds, same ids, slow or fast asked
+    processor = blip_core.AutoProcessor.from_pretrained(caption)
+    for use_fast in (True, False):
+        tokenizer = blip_core.AutoTokenizer.from_pretrained(caption, use_fast=use_fast)
+        assert isinstance(tokenizer, blip_core.BlipTokenizer)
+        text = "a photograph of two dogs"
+        assert tokenizer(text)["input_ids"] == processor.tokenizer(text)["input_ids"]
+    with pytest.raises(OSError):
+        blip_core.AutoTokenizer.from_pretrained(tmp_path / "other")

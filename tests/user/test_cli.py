@@ -165,3 +165,22 @@ def test_no_images_to_work_on_is_exit_2_with_one_line_and_nothing_on_stdout(smal
     # an empty folder beside real images is a note, not a failure
     out = blip("caption", tmp_path / "empty", photos / "img0.png", "--model", model, "--max-new-tokens", "2")
     assert out.returncode == 0 and out.stdout.count("\n") == 1 and "blip: note: no image files in" in out.stderr
+
+
+def test_zero_is_a_value_and_absent_flags_are_not_options():
+    """`--seed 0` and `--top-k 0` reach generate (0 == False must not drop them); unset flags do not."""
+    from blip_core.cli import _generation_options, _parser
+
+    args = _parser().parse_args(
+        ["caption", "x.png", "--do-sample", "--seed", "0", "--top-k", "0", "--no-repeat-ngram-size", "2"]
+    )
+    assert _generation_options(args) == {"do_sample": True, "seed": 0, "top_k": 0, "no_repeat_ngram_size": 2}
+    assert _generation_options(_parser().parse_args(["caption", "x.png"])) == {}
+
+
+def test_a_wrong_checkpoint_is_one_short_line_that_says_what_it_is(small_models, photos):
+    out = blip("vqa", photos / "img0.png", "-q", "what?", "--model", small_models["BlipForConditionalGeneration"])
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) <= len("blip: error: ") + 600, lines
+    assert "is a BlipForConditionalGeneration; load it with that class (pipeline task 'image-to-text')" in lines[0]

@@ -355,7 +355,12 @@ def test_devices_and_dtypes(small_models):
     )
     tf_pipe = blip_core.pipeline("image-to-text", model=folder, framework="tf", device=-1, dtype="bfloat16")
     assert tf_pipe.device == "/CPU:0" and isinstance(tf_pipe(IMAGES[0], max_new_tokens=2)[0]["generated_text"], str)
-    assert blip_core.pipeline("image-to-text", model=folder, framework="tf", device="cuda:1").device == "/GPU:1"
+    # a named accelerator that is not there is refused by name (an int device falls back to the CPU, as above)
+    for framework, device in (("tf", "cuda:1"), ("tf", "/GPU:0"), ("pt", "cuda")):
+        if framework == "pt" and torch.cuda.is_available():
+            continue
+        with pytest.raises(ValueError, match=r"device '(cuda|/GPU:[01])' is not available"):
+            blip_core.pipeline("image-to-text", model=folder, framework=framework, device=device)
 
 
 @pytest.mark.parametrize("framework", PT_AND_SLOW_TF)
@@ -380,3 +385,20 @@ def test_prompt_per_image_and_save_pretrained(pipes, tmp_path, small_models):
     captioner.save_pretrained(tmp_path / "saved")
     again = blip_core.pipeline("image-to-text", model=str(tmp_path / "saved"), framework="tf")
     assert again(IMAGES[0], max_new_tokens=4) == captioner(IMAGES[0], max_new_tokens=4)
+
+
+def test_file_objects_and_bytes_are_one_image_each(pipes):
+    """A binary file object iterates its lines, but it is one image (transformers raises a TypeError; a
+    generator of lines would give a wrong iterator of results)."""
+    import io
+
+    pipe = pipes("image-to-text", "pt", "BlipForConditionalGeneration")
+    path = str(fixture("rgba.png"))
+    expected = pipe(path, max_new_tokens=4)
+    with open(path, "rb") as handle:
+        assert pipe(handle, max_new_tokens=4) == expected
+    data = fixture("rgba.png").read_bytes()
+    assert pipe(io.BytesIO(data), max_new_tokens=4) == expected
+    assert pipe([data, path], max_new_tokens=4) == [expected, expected]
+    vqa = pipes("visual-question-answering", "pt", "BlipForQuestionAnswering")
+    assert vqa(io.BytesIO(data), question="what is it?") == vqa(path, question="what is it?")
