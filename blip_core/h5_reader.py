@@ -28,9 +28,14 @@ MAX_OBJECTS = 200_000  # groups and datasets walked in one file
 # A dataset that declares more than this many bytes must store at least 1/BOMB_RATIO of them:
 # a chunked dataset of fill values or a highly compressed one would otherwise allocate gigabytes.
 BOMB_FLOOR_BYTES = 64 * 2**20
-BOMB_RATIO = 1000
+BOMB_RATIO = 100
 FLOAT_KINDS = ("f",)
 BF16 = "bfloat16"
+# HDF5's built-in filters (deflate, shuffle, fletcher32, szip, n-bit, scale-offset) and h5py's LZF: any other
+# filter id would make HDF5 search its plugin folder for a shared library to load.
+ALLOWED_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
+# What h5py/HDF5 raise on damaged files; turned into H5ReadError naming the file.
+H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError, IndexError)
 
 
 class H5ReadError(ValueError):
@@ -41,6 +46,28 @@ def _decode(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def read_attr(node: Any, key: str, file_path: Path) -> Any:
+    """`node.attrs.get(key)` (None when absent); `H5ReadError` for an attribute HDF5 cannot read."""
+    try:
+        return node.attrs.get(key)
+    except H5_ERRORS as err:
+        raise H5ReadError(f"{file_path}: cannot read attribute {key!r} of {node.name!r}: {err}") from None
+
+
+def name_list(node: Any, key: str, file_path: Path) -> list[str]:
+    """A string-list attribute (`layer_names`, `weight_names`): [] when absent, `H5ReadError` when not strings."""
+    value = read_attr(node, key, file_path)
+    if value is None:
+        return []
+    array = np.asarray(value)
+    if array.ndim > 1 or array.dtype.kind not in "SUO" or array.size > MAX_OBJECTS:
+        raise H5ReadError(f"{file_path}: attribute {key!r} of {node.name!r} is not a list of names")
+    names = [item for item in array.reshape(-1)]
+    if not all(isinstance(item, (bytes, str)) for item in names):
+        raise H5ReadError(f"{file_path}: attribute {key!r} of {node.name!r} is not a list of names")
+    return [_decode(item) for item in names]
+
+
 def open_h5(path: str | os.PathLike) -> Any:
     """An `h5py.File` opened read-only; `H5ReadError` for a file HDF5 cannot open."""
     try:
@@ -49,7 +76,7 @@ def open_h5(path: str | os.PathLike) -> Any:
         raise H5ReadError("reading .h5 weights needs h5py: pip install h5py") from None
     try:
         return h5py.File(Path(path), "r")
-    except (OSError, ValueError) as err:
+    except H5_ERRORS as err:
         raise H5ReadError(f"{path} is not a readable HDF5 file (truncated or damaged): {err}") from None
 
 
@@ -60,7 +87,7 @@ def child(group: Any, name: str, file_path: Path) -> Any:
     where = f"{group.name.rstrip('/')}/{name}"
     try:
         link = group.get(name, getlink=True)
-    except (KeyError, OSError, ValueError) as err:
+    except H5_ERRORS as err:
         raise H5ReadError(f"{file_path}: cannot read the link {where!r}: {err}") from None
     if link is None:
         raise H5ReadError(f"{file_path}: {where!r} does not exist")
@@ -68,7 +95,7 @@ def child(group: Any, name: str, file_path: Path) -> Any:
         raise H5ReadError(f"{file_path}: {where!r} is a {type(link).__name__}; only hard links are followed")
     try:
         return group[name]
-    except (KeyError, OSError, ValueError) as err:
+    except H5_ERRORS as err:
         raise H5ReadError(f"{file_path}: cannot open {where!r}: {err}") from None
 
 
@@ -93,7 +120,11 @@ def walk(h5file: Any, file_path: Path) -> Iterator[tuple[str, Any]]:
         if depth >= MAX_DEPTH:
             raise H5ReadError(f"{file_path}: groups nested deeper than {MAX_DEPTH} levels at {prefix!r}")
         children = []
-        for name in sorted(group.keys()):
+        try:
+            names = sorted(group.keys())
+        except H5_ERRORS as err:
+            raise H5ReadError(f"{file_path}: cannot list the group {prefix or '/'!r}: {err}") from None
+        for name in names:
             count += 1
             if count > MAX_OBJECTS:
                 raise H5ReadError(f"{file_path}: more than {MAX_OBJECTS} objects; not a weights file")
@@ -108,12 +139,22 @@ def walk(h5file: Any, file_path: Path) -> Iterator[tuple[str, Any]]:
 def dataset_dtype(dataset: Any, file_path: Path, path: str) -> str:
     """The checked dtype of a weight dataset ("float32", ..., or "bfloat16"); refuses what is not a weight.
 
-    Also refuses external and virtual datasets and declared sizes the file does not back.
+    Also refuses external and virtual datasets, filters outside `ALLOWED_FILTERS`, and declared sizes
+    the file does not back. Raises `H5ReadError` naming the file and the dataset.
     """
     import h5py
 
     if not isinstance(dataset, h5py.Dataset):
         raise H5ReadError(f"{file_path}: {path!r} is a {type(dataset).__name__}, not a dataset")
+    try:
+        return _checked_dtype(dataset, file_path, path)
+    except H5_ERRORS as err:
+        if isinstance(err, H5ReadError):
+            raise
+        raise H5ReadError(f"{file_path}: cannot inspect dataset {path!r}: {err}") from None
+
+
+def _checked_dtype(dataset: Any, file_path: Path, path: str) -> str:
     if dataset.external:
         raise H5ReadError(f"{file_path}: dataset {path!r} stores its data in an external file; refused")
     if dataset.is_virtual:
@@ -121,16 +162,29 @@ def dataset_dtype(dataset: Any, file_path: Path, path: str) -> str:
     if dataset.shape is None:
         raise H5ReadError(f"{file_path}: dataset {path!r} holds no array (an empty dataspace)")
     dtype = dataset.dtype
-    is_bf16 = dtype.kind == "V" and dtype.itemsize == 2 and _decode(dataset.attrs.get("dtype", "")) == BF16
-    if not is_bf16 and (dtype.kind not in FLOAT_KINDS or dtype.itemsize not in (2, 4, 8)):
+    plain = dtype.names is None and dtype.subdtype is None
+    is_bf16 = plain and dtype.kind == "V" and dtype.itemsize == 2 and _decode(dataset.attrs.get("dtype", "")) == BF16
+    if not is_bf16 and (not plain or dtype.kind not in FLOAT_KINDS or dtype.itemsize not in (2, 4, 8)):
         raise H5ReadError(f"{file_path}: dataset {path!r} has dtype {dtype}, expected a float weight")
-    declared = int(np.prod(dataset.shape, dtype=np.int64)) * dtype.itemsize
+    plist = dataset.id.get_create_plist()
+    for index in range(plist.get_nfilters()):
+        code = plist.get_filter(index)[0]
+        if code not in ALLOWED_FILTERS:
+            raise H5ReadError(f"{file_path}: dataset {path!r} uses the HDF5 filter {code}, not a built-in one; refused")
+    _check_storage(dataset, file_path, path, int(np.prod(dataset.shape, dtype=object)) * dtype.itemsize)
+    return BF16 if is_bf16 else np.dtype(dtype).newbyteorder("=").name
+
+
+def _check_storage(dataset: Any, file_path: Path, path: str, declared: int) -> None:
+    """Refuse a dataset whose declared bytes the file does not hold (a size bomb, or data past its end)."""
     stored = dataset.id.get_storage_size()
     if declared > BOMB_FLOOR_BYTES and declared > BOMB_RATIO * stored:
         raise H5ReadError(
             f"{file_path}: dataset {path!r} declares {declared} bytes but stores {stored}; refused (a size bomb)"
         )
-    return BF16 if is_bf16 else np.dtype(dtype).newbyteorder("=").name
+    offset = dataset.id.get_offset()  # contiguous data only: where it starts in the file
+    if offset is not None and offset + declared > file_path.stat().st_size:
+        raise H5ReadError(f"{file_path}: dataset {path!r} ends past the end of the file (truncated or damaged)")
 
 
 def read_dataset(dataset: Any, file_path: Path, path: str) -> np.ndarray:
@@ -138,7 +192,7 @@ def read_dataset(dataset: Any, file_path: Path, path: str) -> np.ndarray:
     dtype = dataset_dtype(dataset, file_path, path)
     try:
         array = np.asarray(dataset[()])
-    except (OSError, ValueError, TypeError) as err:
+    except H5_ERRORS as err:
         raise H5ReadError(f"{file_path}: cannot read dataset {path!r}: {err}") from None
     if dtype == BF16:
         return bf16_bits_to_float32(array.view("<u2"))
@@ -153,16 +207,15 @@ def _tf_port_paths(h5file: Any, file_path: Path) -> list[str]:
     (a shard lists its datasets in `layer_names` directly), else a walk."""
     import h5py
 
-    layer_names = h5file.attrs.get("layer_names")
     paths: list[str] = []
-    for layer in map(_decode, layer_names if layer_names is not None else ()):
+    for layer in name_list(h5file, "layer_names", file_path):
         if not _LAYER_NAME.fullmatch(layer):
             raise H5ReadError(f"{file_path}: invalid layer name {layer[:80]!r} in layer_names")
         node = resolve(h5file, layer, file_path)
         if isinstance(node, h5py.Dataset):
             paths.append(layer)
             continue
-        for name in map(_decode, node.attrs.get("weight_names", ())):
+        for name in name_list(node, "weight_names", file_path):
             paths.append(f"{layer}/{name}")
     if paths:
         return paths

@@ -23,7 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from blip_core.h5_reader import H5ReadError, _decode, dataset_dtype, open_h5, read_dataset, resolve, walk
+from blip_core.h5_reader import (
+    H5_ERRORS,
+    H5ReadError,
+    _decode,
+    dataset_dtype,
+    open_h5,
+    read_attr,
+    read_dataset,
+    resolve,
+    walk,
+)
 from blip_core.weights.layouts import from_keras, shape_from_keras
 from blip_core.weights.names import CONV2D, EMBEDDING, LINEAR, MODEL_CLASSES, NORM, RAW, expected_params
 
@@ -84,7 +94,7 @@ def _layer_names(files: Sequence[tuple[Path, Any]]) -> dict[str, str]:
             if group_path != VARS and not group_path.endswith("/" + VARS):
                 continue
             owner = group_path[: -len(VARS)].rstrip("/")
-            raw = node.attrs.get("name")
+            raw = read_attr(node, "name", path)
             if raw is None:
                 unnamed.setdefault(owner, (path, group_path))
                 continue
@@ -198,8 +208,11 @@ class KerasWeightsFile:
 def is_keras3_weights(h5file: Any) -> bool:
     """Whether an open h5 file has the Keras 3 layout (`vars` groups) rather than the Keras-2 one.
 
-    Looks at link names only: no link is followed to decide.
+    Looks at link names only: no link is followed to decide. Raises `H5ReadError` for a damaged file.
     """
-    if "layer_names" in h5file.attrs:
-        return False
-    return any(h5file.get(name, getlink=True) is not None for name in (VARS, "layers"))
+    try:
+        if "layer_names" in h5file.attrs:
+            return False
+        return any(h5file.get(name, getlink=True) is not None for name in (VARS, "layers"))
+    except H5_ERRORS as err:
+        raise H5ReadError(f"{h5file.filename}: cannot read its root group: {err}") from None

@@ -8,6 +8,7 @@ second copy of all weights.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -36,6 +37,25 @@ DTYPES: dict[str, np.dtype] = {
 }
 _NAMES_BY_DTYPE = {dtype: name for name, dtype in DTYPES.items() if name not in ("BF16",)}
 _MAX_HEADER = 100 * 2**20
+_MAX_DIMS = 64
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object hook that refuses a key given twice (json.loads would keep the last silently)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return result
+
+
+def _int_list(value: Any) -> bool:
+    """Whether a JSON value is a list of integers (booleans and floats excluded)."""
+    return isinstance(value, list) and all(type(n) is int for n in value)
 
 
 class SafetensorsError(ValueError):
@@ -74,6 +94,14 @@ class SafetensorsFile:
         self.path = Path(path)
         self._map: mmap.mmap | None = None
         self._lent: tuple[int, int] | None = None  # byte range of the last lent tensor
+        header, length = self._read_header()
+        self.metadata: dict[str, str] = self._check_metadata(header.pop("__metadata__", None))
+        self._start = 8 + length
+        self._entries = {name: self._check_entry(name, entry) for name, entry in header.items()}
+        self._check_overlaps()
+
+    def _read_header(self) -> tuple[dict, int]:
+        """The parsed JSON header and its length; `SafetensorsError` for anything but a JSON object."""
         try:
             self._size = self.path.stat().st_size
             with open(self.path, "rb") as stream:
@@ -86,32 +114,62 @@ class SafetensorsFile:
                         f"{self.path} is truncated or not a safetensors file (header of {length} bytes, "
                         f"file of {self._size})"
                     )
-                header = json.loads(stream.read(length))
+                text = stream.read(length).decode("utf-8")
+            header = json.loads(text, object_pairs_hook=_no_duplicates)
+        except SafetensorsError:
+            raise
         except OSError as err:
             raise SafetensorsError(f"cannot read {self.path}: {err.strerror or err}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise SafetensorsError(f"{self.path} is not a safetensors file (unreadable header)") from None
+        except _DuplicateKey as err:
+            raise SafetensorsError(f"{self.path}: header names {err.args[0][:200]!r} twice; refused") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
+            reason = "not UTF-8" if isinstance(err, UnicodeDecodeError) else "not valid JSON"
+            raise SafetensorsError(f"{self.path} is not a safetensors file (its header is {reason})") from None
         if not isinstance(header, dict):
             raise SafetensorsError(f"{self.path}: header is not a JSON object")
-        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
-        self._start = 8 + length
-        self._entries = {name: self._check_entry(name, entry) for name, entry in header.items()}
+        return header, length
+
+    def _check_metadata(self, metadata: Any) -> dict[str, str]:
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise SafetensorsError(f"{self.path}: header field __metadata__ must map strings to strings")
+        return metadata
 
     def _check_entry(self, name: str, entry: Any) -> tuple[str, tuple[int, ...], int, int]:
-        try:
-            dtype, shape, (begin, end) = entry["dtype"], tuple(int(n) for n in entry["shape"]), entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise SafetensorsError(f"{self.path}: malformed header entry for tensor {name!r}") from None
-        if dtype not in DTYPES:
-            raise SafetensorsError(f"{self.path}: tensor {name!r} has unsupported dtype {dtype}")
-        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
-        if end - begin != expected or begin < 0:
+        """(dtype, shape, begin, end) of a header entry, each field of the right JSON type and in range."""
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise SafetensorsError(
+                f"{self.path}: header entry for tensor {name!r} must be an object with exactly "
+                "dtype, shape and data_offsets"
+            )
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise SafetensorsError(f"{self.path}: tensor {name!r} has unsupported dtype {str(dtype)[:40]}")
+        if not _int_list(shape) or any(n < 0 for n in shape) or len(shape) > _MAX_DIMS:
+            raise SafetensorsError(
+                f"{self.path}: tensor {name!r}: shape must be a list of at most {_MAX_DIMS} non-negative integers"
+            )
+        if not _int_list(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1]:
+            raise SafetensorsError(
+                f"{self.path}: tensor {name!r}: data_offsets must be [begin, end], 0 <= begin <= end"
+            )
+        begin, end = offsets
+        expected = math.prod(shape) * DTYPES[dtype].itemsize
+        if end - begin != expected:
             raise SafetensorsError(f"{self.path}: tensor {name!r} has {end - begin} bytes, its shape needs {expected}")
         if self._start + end > self._size:
             raise SafetensorsError(
                 f"{self.path} is truncated: tensor {name!r} ends at byte {self._start + end}, the file has {self._size}"
             )
-        return dtype, shape, begin, end
+        return dtype, tuple(shape), begin, end
+
+    def _check_overlaps(self) -> None:
+        """Refuse two tensors sharing bytes (a writer never does that; a reader would alias them)."""
+        spans = sorted((begin, end, name) for name, (_, _, begin, end) in self._entries.items() if end > begin)
+        for (_, end, first), (begin, _, second) in zip(spans, spans[1:], strict=False):
+            if begin < end:
+                raise SafetensorsError(f"{self.path}: tensors {first!r} and {second!r} overlap; refused")
 
     def keys(self) -> list[str]:
         return list(self._entries)
