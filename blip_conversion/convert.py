@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from blip_conversion.formats.original import read_original
-from blip_conversion.output import output_folder, progress
+from blip_conversion.output import check_destination, output_folder, progress
 from blip_core.checkpoint import ArraySource, open_weights, save_safetensors
 from blip_core.configuration import BlipConfig, BlipConfigBase, BlipTextConfig, BlipVisionConfig, read_config_json
 from blip_core.hub import ALL_FORMATS, resolve_file, resolve_weights
@@ -136,6 +136,7 @@ def to_safetensors(
     hub: Mapping[str, Any] | None = None,
 ) -> Path:
     """Any checkpoint (every format `blip_core.checkpoint` reads, sharded too) -> canonical `model.safetensors`."""
+    check_destination(destination, force, source)
     hub = dict(hub or {})
     checkpoint = read_checkpoint(source, class_name, hub=hub)
     return _write(
@@ -158,6 +159,7 @@ def to_bin(
     """Any checkpoint -> `pytorch_model.bin` (needs torch)."""
     from blip_core.bin_writer import write_bin
 
+    check_destination(destination, force, source)
     hub = dict(hub or {})
     checkpoint = read_checkpoint(source, class_name, hub=hub)
     return _write(
@@ -180,6 +182,7 @@ def to_h5(
     """Any checkpoint -> `tf_model.h5` as `transformers`' TF port names it (needs h5py, not TF)."""
     from blip_core.h5_writer import write_tf_h5
 
+    check_destination(destination, force, source)
     hub = dict(hub or {})
     checkpoint = read_checkpoint(source, class_name, hub=hub)
     return _write(
@@ -207,6 +210,7 @@ def from_original(
 
     `config_path` (a BLIP `config.json`) gives the sizes of a custom-size checkpoint.
     """
+    check_destination(destination, force, checkpoint_path, config_path)
     base = BlipConfig.from_json_file(config_path) if config_path else None
     original = read_original(checkpoint_path, task, vit, image_size, base)
     prepare_state(ArraySource(checkpoint_path, original.tensors), original.class_name, original.config)
@@ -232,6 +236,7 @@ def to_keras(
     source: str, destination: str, force: bool = False, saved_model: bool = False, hub: Mapping[str, Any] | None = None
 ) -> Path:
     """Any checkpoint -> a Keras 3 `model.weights.h5` (and, with `saved_model`, a serving SavedModel)."""
+    check_destination(destination, force, source)
     import blip_tf
 
     hub = dict(hub or {})

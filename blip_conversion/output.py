@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
+
+from blip_core.atomic import atomic_folder
 
 T = TypeVar("T")
 PROGRESS_MIN_BYTES = 256 * 2**20  # below this, conversions are quick and silent
@@ -19,29 +19,46 @@ class DestinationExistsError(FileExistsError):
     """The destination exists and --force was not given."""
 
 
-@contextlib.contextmanager
-def output_folder(destination: str | os.PathLike, force: bool) -> Iterator[Path]:
-    """Yield a temporary folder beside `destination`; it becomes `destination` only if the block succeeds.
+def check_destination(destination: str | os.PathLike, force: bool, *sources: str | os.PathLike | None) -> None:
+    """Refuse, before any work, a destination that exists without `force`, or one whose replacement would
+    delete a source (the destination is a source, or a folder holding one).
 
-    An existing destination is replaced only with `force`, and only after the new one is complete.
+    Raises:
+        DestinationExistsError: `destination` exists and `force` is false.
+        ValueError: replacing `destination` would remove a source.
     """
     destination = Path(destination)
-    if destination.exists() and not force:
+    if not destination.exists():
+        return
+    if not force:
         raise DestinationExistsError(f"{destination} already exists; pass --force to replace it")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
+    target = destination.resolve()
+    for source in sources:
+        if source is None or not Path(source).exists():
+            continue  # a Hub repo id
+        resolved = Path(source).resolve()
+        if resolved == target or target in resolved.parents:
+            raise ValueError(
+                f"destination {destination} holds the source {source}; --force would delete it, choose another folder"
+            )
+
+
+@contextlib.contextmanager
+def output_folder(destination: str | os.PathLike, force: bool) -> Iterator[Path]:
+    """Yield a temporary folder beside `destination`; it becomes `destination` only if the block succeeds
+    (`blip_core.atomic.atomic_folder`: one rename, or one atomic exchange with an existing folder).
+
+    An existing destination is replaced only with `force`, and only after the new one is complete.
+
+    Raises:
+        DestinationExistsError: `destination` exists and `force` is false (checked before anything is read).
+    """
+    destination = Path(destination)
+    check_destination(destination, force)
+    if destination.exists() and not destination.is_dir():
+        raise NotADirectoryError(f"{destination} exists and is not a folder; remove it or choose another name")
+    with atomic_folder(destination, replace=force) as work:
         yield work
-        if destination.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.", dir=destination.parent))
-            os.replace(destination, old / "previous")
-            os.replace(work, destination)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(work, destination)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def progress(items: Iterable[T], total_bytes: int, sizes: dict, label: str) -> Iterator[T]:

@@ -42,7 +42,10 @@ def token_dict(token: AddedToken) -> dict[str, Any]:
 def restore_added_tokens(tokenizer: Tokenizer, decoder: dict[str, Any]) -> None:
     """Added tokens of a `tokenizer_config.json` (`added_tokens_decoder`, id -> token) onto a tokenizer built
     from `vocab.txt`, in id order; tokens of the vocabulary itself keep their ids."""
-    for index, entry in sorted(((int(key), value) for key, value in decoder.items()), key=lambda item: item[0]):
+    if not isinstance(decoder, dict) or not all(isinstance(k, (str, int)) and str(k).isdigit() for k in decoder):
+        raise ValueError(f"added_tokens_decoder must map token ids to tokens, got {decoder!r:.80}")
+    entries = sorted(((int(key), value) for key, value in decoder.items()), key=lambda item: item[0])
+    for index, entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("content"), str):
             raise ValueError(f"added_tokens_decoder[{index}] must be {{'content': ..., 'special': ...}}, got {entry!r}")
         flags = {flag: bool(entry[flag]) for flag in ADDED_TOKEN_FLAGS if flag in entry}

@@ -114,7 +114,7 @@ class AutoConfig:
 
 
 def _config_class(model_type: Any, where: str) -> type[BlipConfigBase]:
-    if model_type not in CONFIG_CLASSES:
+    if not isinstance(model_type, str) or model_type not in CONFIG_CLASSES:
         raise ValueError(
             f"{where}: model_type {model_type!r} is not a BLIP model; blip-dual loads "
             f"{', '.join(map(repr, CONFIG_CLASSES))}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -88,6 +89,30 @@ _INT_FIELDS = (
 )
 
 
+# Largest value of a size field (a dimension, a count): what every framework's int32 shapes hold.
+MAX_FIELD_VALUE = 2**31 - 1
+# Largest model a config may describe, counted before anything is allocated: 2**32 parameters (17 GB in
+# float32, nine times BLIP-large). A config claiming more (vocab_size 10**12, hidden_size 10**9) is refused
+# at model construction with a ValueError, not tried.
+MAX_PARAMETERS = 2**32
+MAX_LAYERS = 1024  # more layers than any BLIP (12/24) by far; building each costs time even when small
+_FLOAT_FIELDS = (
+    "layer_norm_eps",
+    "initializer_range",
+    "initializer_factor",
+    "logit_scale_init_value",
+    "attention_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "label_smoothing",
+)
+_PROBABILITY_FIELDS = ("attention_dropout", "hidden_dropout_prob", "attention_probs_dropout_prob", "label_smoothing")
+_TOKEN_ID_FIELDS = ("bos_token_id", "pad_token_id", "eos_token_id", "sep_token_id", "decoder_start_token_id")
+# config.json keys with which `transformers` imports and runs Python files of a checkpoint (with
+# trust_remote_code=True). blip-dual never does: its code is this library's. A load that meets one says so.
+REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")
+
+
 class BlipConfigBase(PushToHubMixin):
     """Shared machinery: defaults, unknown-key keeping, JSON and directory I/O, `push_to_hub`."""
 
@@ -108,28 +133,69 @@ class BlipConfigBase(PushToHubMixin):
             values.pop(key, None)
         self._name_or_path = str(values.pop("name_or_path", ""))
         for key, value in values.items():
+            if not isinstance(key, str) or key.startswith("__") or hasattr(type(self), key):
+                raise ValueError(f"{type(self).__name__}: {key!r} cannot be a field (it names a method or property)")
             setattr(self, key, copy.deepcopy(value))
         self._check_types()
 
     # -- validation ---------------------------------------------------------
 
     def _check_types(self) -> None:
+        """Size fields are positive integers up to `MAX_FIELD_VALUE`, float fields finite numbers (dropouts
+        and label smoothing in [0, 1]), token ids None or non-negative integers. Raises ValueError naming
+        the field."""
+        name = type(self).__name__
         for key in _INT_FIELDS:
             value = getattr(self, key, None)
             if value is None and key not in self.own_defaults:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{type(self).__name__}: field {key!r} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_FIELD_VALUE:
+                raise ValueError(
+                    f"{name}: field {key!r} must be a positive integer up to {MAX_FIELD_VALUE}, got {value!r:.60}"
+                )
+        for key in _FLOAT_FIELDS:
+            if key not in vars(self):
+                continue
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}: field {key!r} must be a finite number, got {value!r:.60}")
+            if key in _PROBABILITY_FIELDS and not 0 <= value <= 1:
+                raise ValueError(f"{name}: field {key!r} must lie in [0, 1], got {value!r}")
+        for key in _TOKEN_ID_FIELDS:
+            value = getattr(self, key, None)
+            values = value if key == "eos_token_id" and isinstance(value, list) else [value]
+            if value is not None and not all(_is_token_id(item) for item in values):
+                raise ValueError(f"{name}: field {key!r} must be a non-negative integer or null, got {value!r:.60}")
 
     def check_buildable(self) -> None:
-        """What a model needs beyond valid fields; called when a model is built from it."""
+        """What a model needs beyond valid fields; called when a model is built from it, before anything is
+        allocated: heads dividing the width, patches fitting the image, a known activation, at most
+        `MAX_LAYERS` layers and `MAX_PARAMETERS` parameters in all. Raises ValueError naming the field."""
+        from blip_core.model_constants import activation_name
+
         for config in [self, *(v for v in vars(self).values() if isinstance(v, BlipConfigBase))]:
+            name = type(config).__name__
             hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
             if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
-                raise ValueError(
-                    f"{type(config).__name__}: hidden_size ({hidden}) is not a multiple of "
-                    f"num_attention_heads ({heads})"
-                )
+                raise ValueError(f"{name}: hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})")
+            image, patch = getattr(config, "image_size", None), getattr(config, "patch_size", None)
+            if isinstance(image, int) and isinstance(patch, int) and patch > image:
+                raise ValueError(f"{name}: patch_size ({patch}) is larger than image_size ({image})")
+            layers = getattr(config, "num_hidden_layers", None)
+            if isinstance(layers, int) and layers > MAX_LAYERS:
+                raise ValueError(f"{name}: num_hidden_layers ({layers}) is above the limit of {MAX_LAYERS}")
+            if "hidden_act" in vars(config):
+                act = config.hidden_act
+                if not isinstance(act, str):
+                    raise ValueError(f"{name}: field 'hidden_act' must be an activation name, got {act!r:.60}")
+                activation_name(act)
+        claimed = estimated_parameters(self)
+        if claimed > MAX_PARAMETERS:
+            raise ValueError(
+                f"{type(self).__name__} describes a model of about {claimed:.3g} parameters (vocab_size, hidden_size, "
+                f"intermediate_size, image_size, ...), above the limit of {MAX_PARAMETERS:.3g}; refused before "
+                "allocating anything"
+            )
 
     # -- properties `transformers` code reads ---------------------------------
 
@@ -268,6 +334,7 @@ class BlipConfigBase(PushToHubMixin):
         else:
             path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, **hub)
         data = read_config_json(path)
+        warn_remote_code(data, path)
         if cls.base_config_key and data.get("model_type") == BlipConfig.model_type:
             data = data.get(cls.base_config_key) or {}
         elif data.get("model_type") not in (None, cls.model_type):
@@ -275,7 +342,10 @@ class BlipConfigBase(PushToHubMixin):
                 f"{path}: model_type {data.get('model_type')!r} cannot be loaded as "
                 f"{cls.__name__} (model_type {cls.model_type!r})"
             )
-        return cls.from_dict(data, **kwargs)
+        try:
+            return cls.from_dict(data, **kwargs)
+        except (ValueError, TypeError) as err:  # the same type, naming the file
+            raise (TypeError if isinstance(err, TypeError) else ValueError)(f"{path}: {err}") from None
 
     # -- comparisons and display -------------------------------------------------
 
@@ -312,19 +382,76 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# The largest JSON settings file read (config.json, tokenizer_config.json, ...): real ones hold kilobytes
+# (a tokenizer config listing thousands of added tokens, a few MB). Read in full only below this.
+MAX_JSON_BYTES = 32 * 2**20
+
+
 def read_config_json(path: Path) -> dict[str, Any]:
-    """Parse a config file, naming the file in any error."""
+    """Parse a JSON settings file (a config, tokenizer or image processor file) into a dict.
+
+    Raises:
+        ValueError: naming the file: unreadable, over `MAX_JSON_BYTES`, not UTF-8, not JSON, nested too
+            deeply, or not a JSON object at the top.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            raw = file.read(MAX_JSON_BYTES + 1)
     except OSError as err:
         raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB: not a settings file")
     try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a settings file: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
     return data
+
+
+def warn_remote_code(data: dict[str, Any], path: Any) -> None:
+    """One UserWarning when a `config.json` asks for code of its own (`REMOTE_CODE_KEYS`): blip-dual never
+    imports or runs a checkpoint's files, with or without `trust_remote_code=True`."""
+    found = [key for key in REMOTE_CODE_KEYS if data.get(key)]
+    if found:
+        warnings.warn(
+            f"{path} names remote code ({', '.join(found)}): ignored. blip-dual never imports or runs Python "
+            "files of a checkpoint (trust_remote_code has no effect); the model is built by this library's own "
+            "BLIP classes",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def estimated_parameters(config: BlipConfigBase) -> int:
+    """An upper estimate of the parameters a config's largest model holds (Python ints, nothing allocated)."""
+    total = 0
+    for part in [config, *(v for v in vars(config).values() if isinstance(v, BlipConfigBase))]:
+        size = {key: getattr(part, key, None) for key in _INT_FIELDS}
+        hidden = size["hidden_size"] if isinstance(size["hidden_size"], int) else 0
+        inner = size["intermediate_size"] if isinstance(size["intermediate_size"], int) else 0
+        cross = size["encoder_hidden_size"] if isinstance(size["encoder_hidden_size"], int) else 0
+        layers = size["num_hidden_layers"] if isinstance(size["num_hidden_layers"], int) else 0
+        total += layers * (6 * hidden * hidden + 2 * hidden * cross + 2 * hidden * inner + 16 * hidden)
+        if isinstance(size["vocab_size"], int):
+            total += 2 * size["vocab_size"] * hidden
+        if isinstance(size["max_position_embeddings"], int):
+            total += size["max_position_embeddings"] * hidden
+        if isinstance(size["image_size"], int) and isinstance(size["patch_size"], int):
+            total += ((size["image_size"] // size["patch_size"]) ** 2 + 3 * size["patch_size"] ** 2 + 1) * hidden
+        for key in ("projection_dim", "image_text_hidden_size"):
+            if isinstance(size[key], int):
+                total += size[key] * (hidden + 2048)
+    return total
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FIELD_VALUE
 
 
 class BlipVisionConfig(BlipConfigBase):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -112,6 +114,12 @@ _SAMPLING_ONLY = {"temperature": 1.0, "top_p": 1.0, "min_p": None, "typical_p": 
 _SAMPLING_ONLY.update({"epsilon_cutoff": 0.0, "eta_cutoff": 0.0})
 _BEAM_ONLY = {"early_stopping": False, "length_penalty": 1.0, "num_beam_groups": 1, "diversity_penalty": 0.0}
 
+# Fields whose type `validate` checks (None allowed): counts, and the numbers of sampling and penalties.
+_INT_FIELDS = ("max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams", "num_beam_groups")
+_INT_FIELDS += ("num_return_sequences", "top_k", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size")
+_FLOAT_FIELDS = ("temperature", "top_p", "typical_p", "min_p", "repetition_penalty", "length_penalty")
+_FLOAT_FIELDS += ("diversity_penalty", "epsilon_cutoff", "eta_cutoff", "encoder_repetition_penalty", "max_time")
+
 logger = logging.getLogger(__name__)
 _warned: set[str] = set()
 
@@ -148,6 +156,8 @@ class GenerationConfig(PushToHubMixin):
         self.transformers_version = kwargs.pop("transformers_version", TRANSFORMERS_VERSION)
         if not self._from_model_config:  # a model config's other fields are not generation settings
             for key, value in kwargs.items():
+                if key.startswith("__") or hasattr(type(self), key):  # `__dict__`, `validate`, ... from a file
+                    raise ValueError(f"GenerationConfig: {key!r} cannot be a field (it names a method or attribute)")
                 setattr(self, key, value)
         self.validate()
 
@@ -170,6 +180,7 @@ class GenerationConfig(PushToHubMixin):
 
     def validate(self, strict: bool = False) -> None:
         """Raise `ValueError` for settings that cannot work; warn (or, `strict`, raise) for ineffective ones."""
+        self._check_field_types()
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {self.early_stopping}.")
         if self.max_new_tokens is not None and self.max_new_tokens <= 0:
@@ -189,6 +200,23 @@ class GenerationConfig(PushToHubMixin):
         if strict:
             raise ValueError("GenerationConfig is invalid: \n" + details)
         _warn_once(f"The following generation flags are not valid and may be ignored: {list(issues)}.\n{details}")
+
+    def _check_field_types(self) -> None:
+        """Counts are None or integers, the sampling and penalty values finite numbers: a file's
+        `"num_beams": "4"` is refused here, naming the field, not deep inside `generate` (value ranges are
+        `blip_core.generation_options`' to check, with `transformers`' messages)."""
+        for name in _INT_FIELDS:
+            value = getattr(self, name, None)
+            if value is None or (name == "max_new_tokens" and isinstance(value, bool)):
+                continue  # max_new_tokens=False gets transformers' own message ("greater than 0") next
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"`{name}` must be an integer, but is {value!r:.60}.")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"`{name}` must be a finite number, but is {value!r:.60}.")
 
     def _check_group_beam_search(self) -> None:
         if self.num_beams == 1 or (self.diversity_penalty == 0.0 and self.num_beam_groups == 1):
@@ -361,7 +389,10 @@ class GenerationConfig(PushToHubMixin):
         path = find_generation_config(pretrained_model_name, config_file_name, **hub)
         if path is None:
             raise OSError(f"{config_file_name or GENERATION_CONFIG_NAME} not found in {pretrained_model_name}")
-        result = cls.from_dict(read_generation_json(path), **kwargs)
+        try:
+            result = cls.from_dict(read_generation_json(path), **kwargs)
+        except (ValueError, TypeError) as err:  # the same type, naming the file
+            raise (TypeError if isinstance(err, TypeError) else ValueError)(f"{path}: {err}") from None
         config = result[0] if isinstance(result, tuple) else result
         config._original_object_hash = hash(config)
         return result
@@ -394,11 +425,11 @@ def find_generation_config(
 
 
 def read_generation_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a generation config file; `OSError` naming the file when it is unreadable or not a JSON object."""
+    """Parse a generation config file; `OSError` naming the file when it is unreadable, too large, nested too
+    deeply or not a JSON object (`transformers` raises OSError for a file that is not JSON)."""
+    from blip_core.configuration import read_config_json
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return read_config_json(Path(path))
+    except ValueError as err:
         raise OSError(f"It looks like the config file at '{path}' is not a valid JSON file ({err}).") from None
-    if not isinstance(data, dict):
-        raise OSError(f"{path} must hold a JSON object, found {type(data).__name__}")
-    return data

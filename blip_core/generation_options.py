@@ -15,9 +15,12 @@ call) means 20 new tokens.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +38,21 @@ from blip_core.generation_rules import (
 )
 
 DEFAULT_MAX_LENGTH = DEFAULTS["max_length"]
+# Set (per thread and task) by `quiet_length_cap`: `warnings.catch_warnings` swaps the process-wide filter
+# list, so threads entering and leaving it at once leave each other's filters behind.
+_QUIET_LENGTH_CAP = contextvars.ContextVar("blip_quiet_length_cap", default=False)
+
+
+@contextlib.contextmanager
+def quiet_length_cap() -> Iterator[None]:
+    """Within the block (in this thread only), a length capped at the position table is not warned about."""
+    token = _QUIET_LENGTH_CAP.set(True)
+    try:
+        yield
+    finally:
+        _QUIET_LENGTH_CAP.reset(token)
+
+
 # Arguments of `generate()` that are not config fields: ours (`seed`) and `transformers`' call arguments.
 CALL_ARGUMENTS = (
     "seed",
@@ -142,10 +160,11 @@ class GenerationOptions:
         else:
             max_new = min(DEFAULT_MAX_LENGTH, max_positions - prompt_length)
         if prompt_length + max_new > max_positions:
-            warnings.warn(
-                f"generation capped at {max_positions} tokens in all: the model has no position beyond that",
-                stacklevel=3,
-            )
+            if not _QUIET_LENGTH_CAP.get():
+                warnings.warn(
+                    f"generation capped at {max_positions} tokens in all: the model has no position beyond that",
+                    stacklevel=3,
+                )
             max_new = max_positions - prompt_length
         min_total = self.min_length
         if self.min_new_tokens is not None:

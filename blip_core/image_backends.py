@@ -115,12 +115,12 @@ class NumpyBackend:
     def plan_arrays(self, plan: AxisPlan, dtype: str) -> tuple[Any, Any]:
         """The plan's gather index and weights (in `dtype`) as constants of this backend, cached per device."""
         key = (self.name, str(self.device), id(plan), dtype)
-        if key not in _PLAN_CACHE:
+        entry = _PLAN_CACHE.get(key)  # held locally: another thread may clear the cache meanwhile
+        if entry is None or entry[0] is not plan:
             if len(_PLAN_CACHE) >= _PLAN_CACHE_SIZE:
                 _PLAN_CACHE.clear()
-            _PLAN_CACHE[key] = (plan, self.constant(plan.index), self.constant(plan.weights.astype(dtype)))
-        _, index, weights = _PLAN_CACHE[key]
-        return index, weights
+            entry = _PLAN_CACHE[key] = (plan, self.constant(plan.index), self.constant(plan.weights.astype(dtype)))
+        return entry[1], entry[2]
 
 
 class TorchBackend(NumpyBackend):

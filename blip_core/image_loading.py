@@ -3,8 +3,11 @@
 Paths, URLs and data URIs are opened as `transformers.image_utils.load_image`
 opens them (EXIF-transposed, then converted to RGB), except that images of
 more than 8 bits are scaled to 8 bits instead of clipped (`image_depth`).
-PIL objects and arrays are passed through. Pillow's decompression-bomb guard
-stays on.
+PIL objects and arrays are passed through. Only the first frame of an
+animated image is decoded. An image file declaring more than
+`PIL.Image.MAX_IMAGE_PIXELS` pixels (89,478,485 unless changed; None: no
+limit) is refused before decoding (Pillow itself only warns up to twice that).
+URLs are fetched with bounds (schemes, timeouts, size): see `image_urls`.
 
 Every failure is a `ValueError` *and* the type `transformers` lets through
 for the same input, so programs written for either keep working:
@@ -14,9 +17,11 @@ for the same input, so programs written for either keep working:
   or, when truncated, `OSError`);
 - a missing file, or a string that is no path, URL or base64: `ImageNotFoundError`,
   also a `FileNotFoundError` (`transformers`: `ValueError`);
-- a decompression bomb: `ImageTooLargeError`, also a `PIL.Image.DecompressionBombError`;
-- a URL not fetched: `ImageDownloadError`, an `OSError`, and with `requests` installed
-  the same `requests.exceptions` type `transformers` raises (`ConnectionError`, `Timeout`...);
+- a decompression bomb (more pixels than `PIL.Image.MAX_IMAGE_PIXELS`): `ImageTooLargeError`,
+  also a `PIL.Image.DecompressionBombError`;
+- a URL not fetched (unreachable, too slow, too large, redirected to another scheme):
+  `ImageDownloadError`, an `OSError`, and with `requests` installed the same `requests.exceptions`
+  type `transformers` raises (`ConnectionError`, `Timeout`, `InvalidSchema`...);
 - a URL answering an HTTP error: `ImageHTTPError`, also an `UnreadableImageError`
   (`transformers` tries to open the error page: `UnidentifiedImageError`).
 """
@@ -29,8 +34,8 @@ import errno
 import importlib
 import io
 import os
-import urllib.error
-import urllib.request
+import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +45,14 @@ import PIL.ImageOps
 
 from blip_core.image_depth import pil_to_8bit
 
-URL_TIMEOUT_S = 30.0
 _BASE64_MIN_LENGTH = 64
-_USER_AGENT = "blip-dual"
-_REQUESTS_PREFIX = "ImageDownload"
+_OTHER_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")  # file://, ftp://...: never fetched
+REQUESTS_PREFIX = "ImageDownload"
+# Bounds on http(s) image URLs (`image_urls`), read at each call: change them here.
+URL_TIMEOUT_S = 30.0  # connecting, and waiting for each read of the answer (`timeout=` overrides it)
+URL_TOTAL_TIMEOUT_S = 300.0  # the whole download, however slowly the server sends it
+URL_MAX_BYTES = 100 * 2**20  # the largest body read into memory (after gzip/deflate inflation)
+URL_MAX_REDIRECTS = 10  # each to http(s) only
 
 
 class ImageLoadError(ValueError):
@@ -79,7 +88,7 @@ def __getattr__(name: str) -> type:
 
     Module-level, so that such errors pickle (DataLoader workers send exceptions between processes).
     """
-    base_name = name[len(_REQUESTS_PREFIX) :] if name.startswith(_REQUESTS_PREFIX) else ""
+    base_name = name[len(REQUESTS_PREFIX) :] if name.startswith(REQUESTS_PREFIX) else ""
     try:
         base = getattr(importlib.import_module("requests.exceptions"), base_name) if base_name else None
     except ImportError:
@@ -107,35 +116,69 @@ def describe(image: Any) -> str:
     return f"an object of type {type(image).__name__}"
 
 
+def check_pixels(image: PIL.Image.Image, name: str) -> None:
+    """Refuse an image declaring more than `PIL.Image.MAX_IMAGE_PIXELS` pixels, before decoding it.
+
+    Pillow only warns up to twice that limit; here it is an error (`ImageTooLargeError`). Set
+    `PIL.Image.MAX_IMAGE_PIXELS` higher, or to None, to accept larger images.
+    """
+    limit = PIL.Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise ImageTooLargeError(
+            f"image {name} declares {width}x{height} = {width * height:,} pixels, more than the limit of "
+            f"{int(limit):,} (PIL.Image.MAX_IMAGE_PIXELS): refused before decoding as a possible decompression "
+            "bomb; raise PIL.Image.MAX_IMAGE_PIXELS (or set it to None) to accept it"
+        )
+
+
 def decode_pil(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
-    """Force a (lazily opened) PIL image to decode; failures become `UnreadableImageError`."""
+    """Force a (lazily opened) PIL image to decode its first frame; failures become `UnreadableImageError`.
+
+    An image not decoded yet is first checked against `PIL.Image.MAX_IMAGE_PIXELS` (`check_pixels`).
+    """
+    if getattr(image, "tile", None):  # still lazy: only its header has been read
+        check_pixels(image, name)
     try:
         image.load()
     except PIL.Image.DecompressionBombError as err:
         raise ImageTooLargeError(f"image {name} is refused as a decompression bomb: {err}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError) as err:
         raise UnreadableImageError(f"image {name} cannot be read as an image: {err}") from None
     return image
 
 
+def to_rgb(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
+    """`image.convert("RGB")`; a mode Pillow cannot convert (e.g. `La`) is an `ImageLoadError` naming the image."""
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as err:
+        raise ImageLoadError(f"image {name} of mode {image.mode} cannot be converted to RGB: {err}") from None
+
+
 def _open(source: Any, name: str) -> PIL.Image.Image:
+    """The first frame of an image file, EXIF-transposed, as RGB (frames after the first are never decoded)."""
     try:
         image = PIL.Image.open(source)
     except PIL.Image.DecompressionBombError as err:
         raise ImageTooLargeError(f"image {name} is refused as a decompression bomb: {err}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError) as err:
         raise UnreadableImageError(f"image {name} cannot be read as an image: {err}") from None
-    image = PIL.ImageOps.exif_transpose(decode_pil(image, name))
-    return pil_to_8bit(image).convert("RGB")
+    image = decode_pil(image, name)
+    try:
+        image = PIL.ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError) as err:
+        raise UnreadableImageError(f"image {name} has unreadable EXIF data: {err}") from None
+    return to_rgb(pil_to_8bit(image), name)
 
 
-def _download_error(err: Exception, url: str) -> ImageDownloadError:
+def download_error(err: Exception, url: str) -> ImageDownloadError:
     """An `ImageDownloadError` for `err`, of `err`'s own `requests` type when it has one."""
     reason = getattr(err, "reason", err)
     message = f"cannot download image from {url!r}: {reason}"
     kind = type(err)
     if kind.__module__.startswith("requests") and issubclass(kind, OSError):
-        name = _REQUESTS_PREFIX + kind.__name__
+        name = REQUESTS_PREFIX + kind.__name__
         try:
             return (globals().get(name) or __getattr__(name))(message)
         except AttributeError:  # a subclass defined outside requests.exceptions
@@ -143,42 +186,15 @@ def _download_error(err: Exception, url: str) -> ImageDownloadError:
     return ImageDownloadError(message)
 
 
-def _http_error(url: str, status: int, reason: str) -> ImageHTTPError:
+def http_error(url: str, status: int, reason: str) -> ImageHTTPError:
     return ImageHTTPError(f"cannot download image from {url!r}: the server answered HTTP {status} {reason}".rstrip())
 
 
-def _download_with_requests(requests: Any, url: str, timeout: float) -> bytes:
-    try:
-        response = requests.get(url, timeout=timeout, headers={"User-Agent": _USER_AGENT})
-    except requests.exceptions.RequestException as err:
-        raise _download_error(err, url) from None
-    if response.status_code >= 400:
-        raise _http_error(url, response.status_code, response.reason or "")
-    return response.content
+def _download(url: str, timeout: Any = None) -> bytes:
+    """The body at an http(s) URL, within the bounds above (`image_urls.fetch`)."""
+    from blip_core.image_urls import fetch
 
-
-def _download_with_urllib(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
-    except urllib.error.HTTPError as err:
-        raise _http_error(url, err.code, str(err.reason or "")) from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise _download_error(err, url) from None
-
-
-def _download(url: str, timeout: float | None = None) -> bytes:
-    """The bytes at `url`: through `requests` when installed (as `transformers` does), else `urllib`.
-
-    `timeout` in seconds (None: `URL_TIMEOUT_S`).
-    """
-    timeout = URL_TIMEOUT_S if timeout is None else timeout
-    try:
-        requests = importlib.import_module("requests")
-    except ImportError:
-        return _download_with_urllib(url, timeout)
-    return _download_with_requests(requests, url, timeout)
+    return fetch(url, timeout)
 
 
 def _decode_base64(text: str) -> bytes | None:
@@ -207,12 +223,12 @@ def _not_found(source: str | os.PathLike) -> ImageNotFoundError:
     return ImageNotFoundError(f"image {describe(source)} {what}, an http(s) URL or a base64 image")
 
 
-def load_image(source: str | os.PathLike, timeout: float | None = None) -> PIL.Image.Image:
-    """Open a path, an http(s) URL or a base64 / data-URI string as an RGB PIL image.
+def load_image(source: str | os.PathLike, timeout: Any = None) -> PIL.Image.Image:
+    """Open a path, an http(s) URL or a base64 / data-URI string as an RGB PIL image (its first frame).
 
-    `timeout`: seconds to wait for a URL (None: `URL_TIMEOUT_S`). Raises `ImageNotFoundError`,
-    `UnreadableImageError`, `ImageTooLargeError` or `ImageDownloadError`: all `ValueError`s, and of the
-    types listed in the module docstring.
+    `timeout`: seconds to wait for a URL (None: `URL_TIMEOUT_S`); URLs are fetched with the bounds
+    of `image_urls`. Raises `ImageNotFoundError`, `UnreadableImageError`, `ImageTooLargeError` or
+    `ImageDownloadError`: all `ValueError`s, and of the types listed in the module docstring.
     """
     text = str(source)
     if text.startswith(("http://", "https://")):
@@ -220,6 +236,12 @@ def load_image(source: str | os.PathLike, timeout: float | None = None) -> PIL.I
     path = Path(text).expanduser()
     if _is_file(path):
         return _open(path, str(path))
+    scheme = _OTHER_URL.match(text)
+    if scheme and not isinstance(source, Path):
+        raise ImageNotFoundError(
+            f"image {describe(source)} is a {scheme.group(1)}: URL; only http:// and https:// URLs are fetched "
+            "(pass a local file as a path)"
+        )
     if not isinstance(source, Path):
         data = _decode_base64(text)
         if data is not None:

@@ -27,7 +27,7 @@ from blip_core.atomic import atomic_write_text
 from blip_core.feature import BatchFeature, check_tensor_type, to_framework
 from blip_core.hub_upload import PushToHubMixin
 from blip_core.image_depth import array_to_8bit, pil_to_8bit
-from blip_core.image_loading import decode_pil, describe, flatten_images, to_pil_or_array
+from blip_core.image_loading import decode_pil, describe, flatten_images, to_pil_or_array, to_rgb
 
 IMAGE_PROCESSOR_NAME = "preprocessor_config.json"
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -344,7 +344,7 @@ class BlipImageProcessor(ImageProcessorSettings):
         if isinstance(image, PIL.Image.Image):
             image = pil_to_8bit(decode_pil(image, name))
             if settings["do_convert_rgb"] and image.mode != "RGB":
-                image = image.convert("RGB")
+                image = to_rgb(image, name)
             image = np.array(image)
             channels_first = False
         array = array_to_8bit(to_rgb_hwc(np.asarray(image), channels_first, name))

@@ -30,7 +30,7 @@ import PIL.Image
 from blip_core.feature import BatchFeature, check_tensor_type, to_framework
 from blip_core.image_backends import NumpyBackend, is_float_dtype, make_backend
 from blip_core.image_depth import array_to_8bit, depth_factor, pil_to_8bit
-from blip_core.image_loading import decode_pil, describe, to_pil_or_array
+from blip_core.image_loading import decode_pil, describe, to_pil_or_array, to_rgb
 from blip_core.image_processing import (
     _OVERRIDES,
     ImageProcessorSettings,
@@ -46,6 +46,8 @@ from blip_core.image_resample import AxisPlan, axis_plan
 
 # Settings of transformers' fast processors beyond the slow one's (saved in its preprocessor_config.json).
 _FAST_SETTINGS = ("do_center_crop", "crop_size", "do_pad", "pad_size", "default_to_square", "disable_grouping")
+# Largest float magnitude taken when not brought to 8 bits: resize weights sum to < 16 in absolute value.
+_FLOAT_LIMIT = float(np.finfo(np.float32).max) / 16
 _FAST_DEFAULTS = {"data_format": "channels_first", "input_data_format": None, "device": None, "return_tensors": None}
 
 
@@ -141,7 +143,7 @@ class BlipImageProcessorFast(ImageProcessorSettings):
         if isinstance(image, PIL.Image.Image):
             image = pil_to_8bit(decode_pil(image, name))
             if settings["do_convert_rgb"] and image.mode != "RGB":
-                image = image.convert("RGB")
+                image = to_rgb(image, name)
             image, channels_first = np.asarray(image), False
         array = array_to_8bit(to_rgb_hwc(np.asarray(image), channels_first, name))
         return _typed(backend.from_numpy(array), backend, name, settings)
@@ -185,6 +187,8 @@ def _typed(tensor: Any, backend: NumpyBackend, name: str, settings: dict[str, An
     if floating and not backend.all_finite(tensor):
         raise ValueError(f"image {name} has NaN or infinite values")
     low, high = backend.min_max(tensor)
+    if floating and max(-low, high) > _FLOAT_LIMIT:  # resizing and normalising would overflow float32
+        raise ValueError(f"image {name} has values of magnitude beyond {_FLOAT_LIMIT:.3g} ({low:.6g}..{high:.6g})")
     factor = depth_factor("f" if floating else "i", low, high)
     if factor is not None:
         scaled = backend.cast(tensor, "float64") * factor

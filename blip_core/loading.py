@@ -23,7 +23,7 @@ from blip_core.generation_config import GenerationConfig
 from blip_core.hub import resolve_weights
 from blip_core.load_options import LoadOptions
 from blip_core.model_classes import TASK_OF_CLASS
-from blip_core.saving import SaveOptions, write_weights
+from blip_core.saving import SaveOptions, staged_save, write_weights
 from blip_core.weights import PreparedState, expected_params, prepare_state
 
 
@@ -75,7 +75,7 @@ def write_pretrained(
 ) -> Path:
     """Write the weights (`fmt`, sharded and named as `options` say; `saving.write_weights`), then
     `config.json` and, for the classes that generate, `generation_config.json` (as `transformers` does),
-    each atomically. `is_main_process=False` writes nothing.
+    all-or-nothing (`saving.staged_save`). `is_main_process=False` writes nothing.
 
     Raises:
         ValueError: `directory` exists and is not a folder.
@@ -85,23 +85,23 @@ def write_pretrained(
         raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
     if not options.is_main_process:
         return directory
-    directory.mkdir(parents=True, exist_ok=True)
     bare = class_name.removeprefix("TF")
     order = {spec.name: i for i, spec in enumerate(expected_params(bare, config))}
     ordered = dict(sorted(arrays.items(), key=lambda item: order.get(item[0], len(order))))  # one order, both trees
-    write_weights(
-        directory,
-        ordered,
-        options,
-        fmt=fmt,
-        bf16_names=bf16_names,
-        class_name=bare,
-        config=config,
-        total_parameters=total_parameters,
-    )
-    config.architectures = [bare]
-    config.dtype = dtype_name
-    config.save_pretrained(directory)
-    if generation_config is not None:
-        generation_config.save_pretrained(directory)
+    with staged_save(directory, fmt, options.variant) as work:  # all-or-nothing: config.json lands last
+        write_weights(
+            work,
+            ordered,
+            options,
+            fmt=fmt,
+            bf16_names=bf16_names,
+            class_name=bare,
+            config=config,
+            total_parameters=total_parameters,
+        )
+        config.architectures = [bare]
+        config.dtype = dtype_name
+        config.save_pretrained(work)
+        if generation_config is not None:
+            generation_config.save_pretrained(work)
     return directory

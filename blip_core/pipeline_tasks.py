@@ -8,11 +8,13 @@ import here.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
 import numpy as np
 
+from blip_core.generation_options import quiet_length_cap
 from blip_core.image_loading import to_pil_or_array
 from blip_core.pipeline_inputs import Item, as_label_list
 from blip_core.pipeline_options import return_type
@@ -57,9 +59,9 @@ def _generate(pipe: Any, items: list[Item], options: dict[str, Any]) -> tuple[np
     else:
         batch = dict(pipe.processor(images=images, text=texts, return_tensors="np", **_text_options(options)))
     default = length_default(pipe.model, options["generate"])
-    with warnings.catch_warnings():
-        if default:  # the pipeline's 256 meeting a short position table is no news to the user
-            warnings.filterwarnings("ignore", message="generation capped at")
+    # The pipeline's 256 meeting a short position table is no news to the user. Not `warnings.catch_warnings`:
+    # it swaps the process-wide filters, and threads running pipelines at once would leave theirs behind.
+    with quiet_length_cap() if default else contextlib.nullcontext():
         out = pipe.runtime.run(
             pipe.model.generate, **pipe.runtime.tensors(batch, pipe.model), **default, **options["generate"]
         )

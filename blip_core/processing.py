@@ -201,6 +201,11 @@ def _route_options(named: dict[str, Any], kwargs: dict[str, Any]) -> tuple[dict[
 
 def _empty_encoding(return_tensors: Any, padding: bool | str, max_length: int | None) -> dict[str, Any]:
     """`input_ids` and `attention_mask` of 0 texts: (0, 0), or (0, max_length) when padding to it."""
+    from blip_core.text_batching import PADDING, check_length_options, hashable
+
+    if not hashable(padding) or padding not in PADDING:
+        raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r:.40}")
+    check_length_options(padding, max_length, None)
     tensor_type = check_tensor_type(return_tensors)
     if tensor_type is None:
         return {"input_ids": [], "attention_mask": []}

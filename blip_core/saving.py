@@ -4,22 +4,23 @@ Both trees hand over canonical arrays (PyTorch names and layout); this module wr
 `model.safetensors` (default), `pytorch_model.bin` or `tf_model.h5`, split into shards above
 `max_shard_size` with `transformers`' file names and index JSON, for a `variant` if asked. Every file
 is written atomically; weight files left by an earlier save that would shadow the new ones on load
-are removed afterwards (see `stale_weight_files`).
+are removed afterwards (see `stale_weight_files`). `staged_save` makes one whole save all-or-nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from blip_core.atomic import atomic_write_text
+from blip_core.atomic import atomic_write_text, staged_folder
 from blip_core.hub import (
     PT_WEIGHTS_INDEX_NAME,
     PT_WEIGHTS_NAME,
@@ -222,6 +223,22 @@ def write_weights(
     for stale in stale_weight_files(directory, fmt, options.variant, {path.name for path in written}):
         stale.unlink()
     return written
+
+
+@contextlib.contextmanager
+def staged_save(directory: str | os.PathLike, fmt: str, variant: str | None) -> Iterator[Path]:
+    """Yield the folder to write one `save_pretrained` into; the files land in `directory` only when the block
+    ends cleanly (`blip_core.atomic.staged_folder`): a new directory appears whole; in an existing one
+    `config.json` is removed first and written last, after the weights and the removal of stale weight files,
+    so an interrupted save never leaves a `config.json` beside missing, truncated or mixed weights.
+    """
+
+    def remove_stale(final: Path, written: set[str]) -> None:
+        for stale in stale_weight_files(final, fmt, variant, written):
+            stale.unlink()
+
+    with staged_folder(directory, last=("config.json",), before_last=remove_stale) as work:
+        yield work
 
 
 def _write_file(

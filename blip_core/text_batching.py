@@ -41,6 +41,12 @@ _COLUMNS = (
     ("offset_mapping", "return_offsets_mapping"),
     ("length", "return_length"),
 )
+# The longest padded row a call may ask for (`padding="max_length"` with `max_length`, `pad_to_multiple_of`):
+# a row is allocated at that length before anything else, so a mistyped 10**12 must be refused, not tried.
+# BLIP's text models take 512 positions; a million tokens is far beyond any real use.
+MAX_PADDED_LENGTH = 1 << 20
+# Truncation to a length beyond any text is no truncation; the backend takes lengths below 2**32.
+_NO_TRUNCATION_LIMIT = 2**32 - 1
 # The backend's truncation and padding are per-tokenizer state; a call configures and resets them.
 _BACKEND_LOCK = threading.RLock()
 
@@ -73,19 +79,16 @@ def resolve_options(tokenizer: Any, **given: Any) -> EncodeOptions:
         ValueError: a bad padding/truncation strategy, side, length, stride or tensor type.
     """
     padding, truncation, max_length = given["padding"], given["truncation"], given["max_length"]
-    if padding not in PADDING:
+    if not hashable(padding) or padding not in PADDING:
         raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-    if truncation is not None and truncation not in TRUNCATION:
+    if truncation is not None and (not hashable(truncation) or truncation not in TRUNCATION):
         raise ValueError(
             f"truncation must be a bool, 'longest_first', 'only_first' or 'only_second', got {truncation!r}"
         )
-    for name in ("max_length", "pad_to_multiple_of"):
-        value = given[name]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_length_options(padding, max_length, given["pad_to_multiple_of"], tokenizer.model_max_length)
     stride = given["stride"]
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
-        raise ValueError(f"stride must be a non-negative integer, got {stride!r}")
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 0:
+        raise ValueError(f"stride must be a non-negative integer, got {stride!r:.40}")
     names = tokenizer.model_input_names
     if truncation is None:  # max_length alone truncates, longest first (transformers does so with a warning)
         truncation = "longest_first" if max_length is not None else False
@@ -109,6 +112,36 @@ def resolve_options(tokenizer: Any, **given: Any) -> EncodeOptions:
         return_offsets_mapping=bool(given["return_offsets_mapping"]),
         return_length=bool(given["return_length"]),
     )
+
+
+def check_length_options(padding: Any, max_length: Any, pad_to_multiple_of: Any, default_length: int = 0) -> None:
+    """`max_length` and `pad_to_multiple_of` are positive integers; a padded length (`max_length`, else
+    `default_length`, the tokenizer's `model_max_length`, when padding to it) stays within `MAX_PADDED_LENGTH`,
+    checked before anything is allocated.
+
+    Raises:
+        ValueError: naming the option.
+    """
+    for name, value in (("max_length", max_length), ("pad_to_multiple_of", pad_to_multiple_of)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r:.40}")
+    padded = [("pad_to_multiple_of", pad_to_multiple_of)]
+    if hashable(padding) and PADDING.get(padding) == "max_length":
+        padded.append(("max_length" if max_length is not None else "model_max_length", max_length or default_length))
+    for name, value in padded:
+        if value is not None and value > MAX_PADDED_LENGTH:
+            raise ValueError(
+                f"{name}={value} would pad every row to more than {MAX_PADDED_LENGTH} tokens (the limit; BLIP's "
+                "text models take 512); pass a smaller value"
+            )
+
+
+def hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _default(value: bool | None, default: bool) -> bool:
@@ -165,12 +198,22 @@ def run_backend(tokenizer: Any, inputs: list[Any], options: EncodeOptions) -> li
         ValueError: the backend cannot truncate to `max_length` (a sequence too short for the strategy).
     """
     backend = tokenizer._tokenizer
-    limit = options.max_length if options.max_length is not None else tokenizer.model_max_length
+    limit = int(options.max_length if options.max_length is not None else tokenizer.model_max_length)
+    if options.padding is not None and tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"Asking to pad but the tokenizer's pad_token ({tokenizer.pad_token!r}) is not in its vocabulary; "
+            "set one with tokenizer.add_special_tokens({'pad_token': '[PAD]'}) or pass padding=False"
+        )
+    if options.truncation is not None:
+        _check_stride(backend, inputs, options, limit)
     with _BACKEND_LOCK:
         try:
             if options.truncation is not None:
                 backend.enable_truncation(
-                    limit, stride=options.stride, strategy=options.truncation, direction=tokenizer.truncation_side
+                    min(limit, _NO_TRUNCATION_LIMIT),
+                    stride=int(options.stride),
+                    strategy=options.truncation,
+                    direction=tokenizer.truncation_side,
                 )
             if options.padding is not None:
                 backend.enable_padding(
@@ -186,9 +229,35 @@ def run_backend(tokenizer: Any, inputs: list[Any], options: EncodeOptions) -> li
             )
         except Exception as err:  # the Rust backend raises bare Exceptions
             raise ValueError(f"cannot encode with truncation={options.truncation!r} to {limit} tokens: {err}") from None
+        except BaseException as err:  # a panic of the Rust backend (pyo3's PanicException is a BaseException)
+            if type(err).__name__ != "PanicException":
+                raise
+            raise ValueError(
+                f"cannot encode with truncation={options.truncation!r} to max_length={limit} with stride="
+                f"{options.stride}: the stride must be smaller than the tokens left to the truncated sequence"
+            ) from None
         finally:
             backend.no_truncation()
             backend.no_padding()
+
+
+def _check_stride(backend: Any, inputs: list[Any], options: EncodeOptions, limit: int) -> None:
+    """The backend panics when `stride` is not below the room truncation leaves (`max_length` minus the special
+    tokens); refused here first, naming both (transformers' fast tokenizers let the panic through).
+
+    Raises:
+        ValueError: `stride` >= that room (when there is room: below it nothing is truncated).
+    """
+    if not options.stride or not inputs:
+        return
+    pairs = isinstance(inputs[0], tuple)
+    specials = backend.num_special_tokens_to_add(pairs) if options.add_special_tokens else 0
+    room = limit - specials
+    if 0 < room <= options.stride:
+        raise ValueError(
+            f"stride ({options.stride}) must be smaller than max_length ({limit}) minus the {specials} special "
+            f"tokens, i.e. below {room}"
+        )
 
 
 def encodings_to_batch(encodings: list[Any], batched: bool, options: EncodeOptions) -> BatchEncoding:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from blip_core.feature import BatchEncoding, check_tensor_type
-from blip_core.text_batching import PADDING, check_side, make_batch
+from blip_core.text_batching import PADDING, check_length_options, check_side, hashable, make_batch
 
 # Columns `pad` extends, with the value it pads them with (None: the tokenizer's pad id).
 PADDED_COLUMNS = {"input_ids": None, "token_type_ids": 0, "special_tokens_mask": 1}
@@ -50,9 +50,14 @@ def pad_encodings(
         columns = {name: _python(value) for name, value in columns.items()}
         return_tensors = framework if return_tensors is None else return_tensors
     tensor_type = check_tensor_type(return_tensors)
-    if padding not in PADDING:
-        raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+    if not hashable(padding) or padding not in PADDING:
+        raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r:.40}")
+    check_length_options(padding, max_length, pad_to_multiple_of, tokenizer.model_max_length)
     strategy = PADDING[padding]
+    if strategy is not None and tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"Asking to pad but the tokenizer's pad_token ({tokenizer.pad_token!r}) is not in its vocabulary"
+        )
     if strategy == "max_length" and max_length is None:
         max_length = tokenizer.model_max_length
     rules = {

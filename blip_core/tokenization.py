@@ -24,7 +24,7 @@ from blip_core.added_tokens import content_of, restore_added_tokens, token_dict,
 from blip_core.atomic import atomic_write_text
 from blip_core.hub_errors import HubFileNotFoundError
 from blip_core.hub_upload import PushToHubMixin
-from blip_core.text_batching import TextEncodingMixin, check_side
+from blip_core.text_batching import _BACKEND_LOCK, TextEncodingMixin, check_side
 
 VOCAB_NAME = "vocab.txt"
 # bert-base-uncased's vocabulary, which every BLIP checkpoint uses; shipped for models saved without one.
@@ -61,8 +61,23 @@ _CLEANUPS = (
 )
 
 
+# The largest vocab.txt / tokenizer.json read (BERT's are 0.2 / 0.7 MB; the largest Hub tokenizers ~20 MB).
+MAX_TOKENIZER_FILE_BYTES = 64 * 2**20
+
+
+def check_file_size(path: Path, what: str) -> None:
+    """Raises ValueError naming `path` when it is larger than `MAX_TOKENIZER_FILE_BYTES` (not read)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return  # the reader names the file when it cannot open it
+    if size > MAX_TOKENIZER_FILE_BYTES:
+        raise ValueError(f"{what} {path} is {size} bytes, above the limit of {MAX_TOKENIZER_FILE_BYTES // 2**20} MiB")
+
+
 def read_vocab(path: Path) -> dict[str, int]:
     """A `vocab.txt` as token -> id (id = line number), naming the file in errors."""
+    check_file_size(path, "vocabulary file")
     try:
         lines = Path(path).read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as err:
@@ -131,6 +146,7 @@ class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
         self.name_or_path = str(kwargs.pop("name_or_path", ""))
         self.chat_template = kwargs.pop("chat_template", None)
         if tokenizer_file is not None:
+            check_file_size(Path(tokenizer_file), "tokenizer file")
             try:
                 self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
             except Exception as err:  # tokenizers raises bare Exceptions
@@ -145,11 +161,18 @@ class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
         self.base_vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=False)
         self._add_missing_special_tokens()
         self.do_lower_case = do_lower_case
-        self.model_max_length = int(model_max_length) if model_max_length and model_max_length < 10**9 else 512
+        if isinstance(model_max_length, bool) or not isinstance(model_max_length, (int, float, type(None))):
+            raise ValueError(f"model_max_length must be a number, got {model_max_length!r:.60}")
+        # transformers writes 10**30 for "no limit" (and 1e30 as a float): BLIP's models take 512
+        bounded = model_max_length is not None and 0 < model_max_length < 10**9  # NaN fails this too
+        self.model_max_length = int(model_max_length) if bounded else 512
         self.padding_side = check_side(padding_side, "padding_side")
         self.truncation_side = check_side(truncation_side, "truncation_side")
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
-        self.model_input_names = list(model_input_names or ["input_ids", "attention_mask"])
+        names = ["input_ids", "attention_mask"] if model_input_names is None else model_input_names
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"model_input_names must be a non-empty list of strings, got {model_input_names!r:.60}")
+        self.model_input_names = list(names)
         self.init_kwargs = {k: v for k, v in kwargs.items() if not k.endswith("_token")}
 
     def _add_missing_special_tokens(self) -> None:
@@ -228,9 +251,10 @@ class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
         tokens = token_list(new_tokens, "new_tokens")
         if not tokens:
             return 0
-        if special_tokens:
-            return self._tokenizer.add_special_tokens(tokens)
-        return self._tokenizer.add_tokens(tokens)
+        with _BACKEND_LOCK:  # not while another thread's encode (which releases the GIL) holds the backend
+            if special_tokens:
+                return self._tokenizer.add_special_tokens(tokens)
+            return self._tokenizer.add_tokens(tokens)
 
     def add_special_tokens(
         self, special_tokens_dict: dict[str, Any], replace_additional_special_tokens: bool = True
@@ -297,7 +321,9 @@ class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
     # -- encoding -----------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[str]:
-        return self._tokenizer.encode(_check_text(text, "text"), add_special_tokens=False).tokens
+        text = _check_text(text, "text")
+        with _BACKEND_LOCK:  # another thread's call sets truncation and padding on the shared backend meanwhile
+            return self._tokenizer.encode(text, add_special_tokens=False).tokens
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         if isinstance(tokens, str):
@@ -306,10 +332,18 @@ class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
         return [self.convert_tokens_to_ids(token) for token in tokens]
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str | list[str]:
-        if isinstance(ids, (int, np.integer)):
-            return self._tokenizer.id_to_token(int(ids))
+        """The token of each id; None for an id beyond the vocabulary (as the backend answers).
+
+        Raises:
+            TypeError: ids that are not integers. ValueError: a negative id.
+        """
+        if isinstance(ids, (int, np.integer)) and not isinstance(ids, bool):
+            return self._token_of(check_token_ids([ids], "ids")[0])
         special = set(self.all_special_ids) if skip_special_tokens else set()
-        return [self._tokenizer.id_to_token(int(i)) for i in ids if int(i) not in special]
+        return [self._token_of(i) for i in check_token_ids(ids, "ids") if i not in special]
+
+    def _token_of(self, index: int) -> str | None:
+        return self._tokenizer.id_to_token(index) if index < len(self) else None
 
     # -- decoding -----------------------------------------------------------------
 
@@ -319,9 +353,7 @@ class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
         skip_special_tokens: bool = False,
         clean_up_tokenization_spaces: bool | None = None,
     ) -> str:
-        ids = [int(i) for i in np.asarray(_to_numpy(token_ids)).reshape(-1)]
-        if any(i < 0 for i in ids):
-            raise ValueError(f"decode: token ids must be non-negative, got {min(ids)}")
+        ids = check_token_ids(token_ids, "token_ids")
         text = self._decode_ids(ids, skip_special_tokens)
         cleanup = (
             self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
@@ -339,7 +371,7 @@ class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
         for index in ids:
             token = added.get(index)
             if token is None:
-                text = self._tokenizer.id_to_token(index)
+                text = self._token_of(index)
                 if text is not None:  # unknown ids are dropped, as the backend does
                     tokens.append(text)
             elif not (skip_special_tokens and token.special):
@@ -374,7 +406,11 @@ class BlipTokenizer(TextEncodingMixin, PushToHubMixin):
         for name in (*SPECIAL_TOKENS, ADDITIONAL_SPECIAL_TOKENS):  # the map fills what the config lacks
             if settings.get(name) is None and special_map.get(name) is not None:
                 settings[name] = special_map[name]
-        tokenizer = cls(vocab_file=vocab_file, tokenizer_file=tokenizer_file, **{**settings, **kwargs})
+        try:
+            tokenizer = cls(vocab_file=vocab_file, tokenizer_file=tokenizer_file, **{**settings, **kwargs})
+        except (ValueError, TypeError) as err:  # the same type, naming the files the settings came from
+            files = ", ".join(str(p) for p in (config_path, map_path) if p) or str(source)
+            raise (TypeError if isinstance(err, TypeError) else ValueError)(f"{files}: {err}") from None
         tokenizer.name_or_path = str(source)
         return tokenizer
 
@@ -427,6 +463,38 @@ def _check_text(text: Any, name: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a string or a list of strings, got {type(text).__name__}")
     return text
+
+
+def check_token_ids(token_ids: Any, name: str) -> list[int]:
+    """Token ids (an int, a list, an array or tensor of any shape, flattened) as Python ints, unbounded:
+    ids beyond the vocabulary are the caller's to drop.
+
+    Raises:
+        TypeError: values that are not integers (floats, strings, None, mappings).
+        ValueError: a ragged nesting of lists; a negative id.
+    """
+    values = _to_numpy(token_ids)
+    if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, (list, tuple, np.ndarray)):
+        raise TypeError(f"{name} must be an int, a list of ints, an array or a tensor, got {type(token_ids).__name__}")
+    try:
+        array = np.asarray(values, dtype=object if isinstance(values, (list, tuple)) else None)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a list of ints (or equal-length lists of them), got a ragged nesting"
+        ) from None
+    if array.dtype == object and array.size and isinstance(array.flat[0], (list, tuple)):
+        raise ValueError(f"{name} must be a list of ints (or equal-length lists of them), got a ragged nesting")
+    ids = array.reshape(-1).tolist()
+    wrong = [i for i in ids[:1] if array.dtype.kind in "fcbUSV"]
+    wrong += [i for i in ids if isinstance(i, bool) or not isinstance(i, (int, np.integer))][:1]
+    if wrong:
+        raise TypeError(f"{name} must be integers, got {wrong[0]!r:.40} ({type(wrong[0]).__name__})")
+    ids = [int(i) for i in ids]
+    if ids and min(ids) < 0:
+        raise ValueError(f"{name} must be non-negative token ids, got {min(ids)}")
+    return ids
 
 
 def _to_numpy(values: Any) -> Any:

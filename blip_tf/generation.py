@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import random
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from blip_core.function_cache import FunctionCache, cache_on
 from blip_core.generation_options import GenerationOptions, SpecialTokens
 from blip_core.outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, empty_generate_output
 from blip_core.prompts import left_pad
@@ -225,19 +225,23 @@ def greedy_or_sample(
 COMPILED_PER_DECODER = 8  # XLA decoding functions kept per decoder; the least recently used is dropped
 
 
+def compiled_functions(decoder) -> FunctionCache:
+    """The decoder's cache of XLA decoding functions (thread-safe, at most `COMPILED_PER_DECODER`)."""
+    return cache_on(decoder, "_blip_generate_functions", lambda: COMPILED_PER_DECODER)
+
+
 def _compiled(decoder, options: GenerationOptions, tokens: SpecialTokens, capacity: int, signature: tuple):
     """One XLA-compiled decoding function per (options, tokens, capacity, input signature) of a decoder, in a
-    bounded LRU cache. Each is traced once (its signature is fixed), so TensorFlow never retraces or warns."""
+    bounded, thread-safe LRU cache. Each is traced once (its signature is fixed, and threads asking for the
+    same new key at once share one function), so TensorFlow never retraces or warns."""
     from blip_tf.beam_search import beam_search, group_beam_search
 
     key = (options.static_key, tokens, capacity, signature)
-    functions = decoder.__dict__.setdefault("_blip_generate_functions", OrderedDict())
-    if key in functions:
-        functions.move_to_end(key)
-        return functions[key]
+    functions = compiled_functions(decoder)
     loop = group_beam_search if options.is_group_beam else beam_search if options.is_beam else greedy_or_sample
 
     def run(encoder_hidden_states, encoder_attention_mask, ids, mask, positions, max_new, min_total, seed):
+        functions.count_trace(key)  # Python runs only while TensorFlow traces
         state, prompt, logits = start(
             decoder,
             ids,
@@ -253,10 +257,9 @@ def _compiled(decoder, options: GenerationOptions, tokens: SpecialTokens, capaci
         return loop(state, prompt, logits, options, tokens, seed)
 
     # A partial per key: TensorFlow counts traces per Python function, and each of these is traced once.
-    functions[key] = tf.function(functools.partial(run), input_signature=list(signature), jit_compile=True)
-    while len(functions) > COMPILED_PER_DECODER:
-        functions.popitem(last=False)
-    return functions[key]
+    return functions.get(
+        key, lambda: tf.function(functools.partial(run), input_signature=list(signature), jit_compile=True)
+    )
 
 
 def assemble(out: dict[str, tf.Tensor], options: GenerationOptions, width: int) -> tuple[tf.Tensor, tf.Tensor | None]:

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from blip_core.configuration import BlipConfigBase
+from blip_core.function_cache import FunctionCache, cache_on
 from blip_core.generation_support import GenerationConfigMixin, attach_generation_config
 from blip_core.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
 from blip_core.loading import open_pretrained, write_pretrained
@@ -213,13 +214,30 @@ def attend(
     return tf.matmul(weights, value), (weights if output_attentions else None)
 
 
+INFERENCE_FUNCTIONS_PER_MODEL = 8  # graph functions kept per model; the least recently used is dropped
+
+
+def inference_functions(owner: Any) -> FunctionCache:
+    """`owner`'s cache of graph functions (thread-safe, at most `INFERENCE_FUNCTIONS_PER_MODEL`)."""
+    return cache_on(owner, "_blip_inference_functions", lambda: INFERENCE_FUNCTIONS_PER_MODEL)
+
+
 def inference_function(owner: Any, key: Any, build: Any, signature: list[tf.TensorSpec] | None = None) -> Any:
     """A graph-compiled `tf.function` cached on `owner` under `key`: eager Keras dispatches each op,
-    a graph runs the whole encoder in one call (about twice as fast on CPU)."""
-    functions = owner.__dict__.setdefault("_blip_inference_functions", {})
-    if key not in functions:
-        functions[key] = tf.function(build(), autograph=False, input_signature=signature)
-    return functions[key]
+    a graph runs the whole encoder in one call (about twice as fast on CPU). Threads asking for the same
+    new key at once share one function, traced once."""
+    functions = inference_functions(owner)
+
+    def make() -> Any:
+        python_function = build()
+
+        def traced(*args: Any) -> Any:
+            functions.count_trace(key)  # Python runs only while TensorFlow traces
+            return python_function(*args)
+
+        return tf.function(traced, autograph=False, input_signature=signature)
+
+    return functions.get(key, make)
 
 
 def pixel_signature(pixel_values: tf.Tensor) -> tf.TensorSpec:

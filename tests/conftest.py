@@ -17,6 +17,12 @@ except ImportError:  # pragma: no cover - the core tests run without frameworks 
     torch = None
 
 
+@pytest.fixture
+def image_urls_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lift HF_HUB_OFFLINE for a test that fetches images from its own local server (offline, no URL is fetched)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
     parser.addoption("--run-hub", action="store_true", help="run tests that need the Hugging Face Hub")

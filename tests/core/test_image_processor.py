@@ -248,7 +248,7 @@ def test_base64_and_data_uri_inputs(tmp_path):
     assert np.array_equal(processor(uri, return_tensors="np")["pixel_values"], expected)
 
 
-def test_url_input_is_fetched_and_exif_transposed(monkeypatch):
+def test_url_input_is_fetched_and_exif_transposed(monkeypatch, image_urls_allowed):
     from blip_core import image_loading
     from tests.helpers.images import fixture
 
@@ -260,10 +260,11 @@ def test_url_input_is_fetched_and_exif_transposed(monkeypatch):
     assert np.array_equal(from_url, from_path)
 
 
-def test_url_download_failure_is_one_clear_error(monkeypatch):
+def test_url_download_failure_is_one_clear_error(monkeypatch, image_urls_allowed):
     """Without `requests`, downloads go through urllib; a failure is an ImageDownloadError (OSError, ValueError)."""
     import sys
     import urllib.error
+    import urllib.request
 
     from blip_core import image_loading
 
@@ -271,7 +272,7 @@ def test_url_download_failure_is_one_clear_error(monkeypatch):
         raise urllib.error.URLError("network is unreachable")
 
     monkeypatch.setitem(sys.modules, "requests", None)  # `import requests` fails: the urllib path
-    monkeypatch.setattr(image_loading.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", refuse)
     expected = "cannot download image from 'https://example.com/x.jpg'"
     with pytest.raises(image_loading.ImageDownloadError, match=expected) as info:
         BlipImageProcessor(size=8)("https://example.com/x.jpg")

@@ -21,6 +21,8 @@ from blip_core.image_loading import (
 from tests.helpers.golden import load_json
 from tests.helpers.image_error_cases import BOMB_PIXEL_LIMIT, CASES, ImageServer, build, free_port
 
+pytestmark = pytest.mark.usefixtures("image_urls_allowed")  # the URL cases fetch from a local server
+
 GOLDEN = load_json("image_errors.json")["cases"]
 # The blip-dual class each case raises (all of them ValueErrors).
 OURS = {
@@ -149,7 +151,7 @@ def test_timeout_reaches_the_download(monkeypatch):
     requests = pytest.importorskip("requests")
     seen = {}
 
-    def slow_server(url, timeout, headers):
+    def slow_server(url, timeout, headers, **kwargs):
         seen["timeout"] = timeout
         raise requests.exceptions.ReadTimeout("read timed out")
 

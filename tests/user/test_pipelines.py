@@ -154,7 +154,7 @@ def served(tmp_path_factory):
 
 
 @pytest.mark.parametrize("framework", ["pt", "tf"])
-def test_the_seed_pages_calls(framework, demo, served):
+def test_the_seed_pages_calls(framework, demo, served, image_urls_allowed):
     vqa = demo("visual-question-answering", framework)
     assert vqa(question=HELD.questions[0], image=served) == _result("vqa_seed_form")
     captioner = demo("image-to-text", framework)
