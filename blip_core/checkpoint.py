@@ -16,7 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from blip_core.h5_reader import H5File, open_h5
+from blip_core.h5_probe import check_in_child
+from blip_core.h5_reader import H5File, H5ReadError, open_h5
 from blip_core.hub import WeightFiles
 from blip_core.keras_weights import KerasWeightsFile, is_keras3_weights
 from blip_core.safetensors_io import SafetensorsFile, write_safetensors
@@ -144,8 +145,13 @@ def open_file(path: str | os.PathLike, fmt: str | None = None) -> TensorSource:
     if fmt == "bin":
         return TorchPickleFile(path)
     if fmt in ("h5", "keras"):
-        return KerasWeightsFile(path) if _is_keras3(path) else H5File(path)
+        check_in_child(Path(path), _open_h5_source, H5ReadError)  # libhdf5 can crash on a crafted file
+        return _open_h5_source(path)
     raise ValueError(f"{path}: unknown weight format {fmt!r}; expected safetensors, bin, h5 or keras")
+
+
+def _open_h5_source(path: Path) -> H5File | KerasWeightsFile:
+    return KerasWeightsFile(path) if _is_keras3(path) else H5File(path)
 
 
 def _is_keras3(path: Path) -> bool:

@@ -47,9 +47,23 @@ def _decode(value: Any) -> str:
 
 
 def read_attr(node: Any, key: str, file_path: Path) -> Any:
-    """`node.attrs.get(key)` (None when absent); `H5ReadError` for an attribute HDF5 cannot read."""
+    """`node.attrs.get(key)` (None when absent); `H5ReadError` for an attribute HDF5 cannot read, or one that
+    declares more than `MAX_OBJECTS` elements (checked before reading: a damaged header can claim billions)."""
+    import h5py
+
     try:
+        if key not in node.attrs:
+            return None
+        shape = h5py.h5a.open(node.id, key.encode()).shape
+        count = int(np.prod(shape, dtype=object)) if shape else 1
+        if count > MAX_OBJECTS:
+            raise H5ReadError(
+                f"{file_path}: attribute {key!r} of {node.name!r} declares {count} elements; refused (at most "
+                f"{MAX_OBJECTS})"
+            )
         return node.attrs.get(key)
+    except H5ReadError:
+        raise
     except H5_ERRORS as err:
         raise H5ReadError(f"{file_path}: cannot read attribute {key!r} of {node.name!r}: {err}") from None
 
@@ -163,7 +177,12 @@ def _checked_dtype(dataset: Any, file_path: Path, path: str) -> str:
         raise H5ReadError(f"{file_path}: dataset {path!r} holds no array (an empty dataspace)")
     dtype = dataset.dtype
     plain = dtype.names is None and dtype.subdtype is None
-    is_bf16 = plain and dtype.kind == "V" and dtype.itemsize == 2 and _decode(dataset.attrs.get("dtype", "")) == BF16
+    is_bf16 = (
+        plain
+        and dtype.kind == "V"
+        and dtype.itemsize == 2
+        and _decode(read_attr(dataset, "dtype", file_path) or "") == BF16
+    )
     if not is_bf16 and (not plain or dtype.kind not in FLOAT_KINDS or dtype.itemsize not in (2, 4, 8)):
         raise H5ReadError(f"{file_path}: dataset {path!r} has dtype {dtype}, expected a float weight")
     plist = dataset.id.get_create_plist()

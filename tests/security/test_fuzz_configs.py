@@ -16,11 +16,9 @@ import json
 import math
 import shutil
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blip_core.configuration import (
@@ -34,6 +32,7 @@ from blip_core.configuration import (
 from blip_core.generation_config import GenerationConfig
 from blip_core.image_processing import BlipImageProcessor
 from blip_core.tokenization import BlipTokenizer
+from tests.security.fuzzing import run_examples
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEFAULT_EXAMPLES = 40
@@ -46,20 +45,7 @@ def examples(request) -> int:
 
 
 def _run(examples: int, strategy, check) -> None:
-    """Run `check(example)` on `examples` generated examples (each bounded at 20 s: a hang fails)."""
-
-    @settings(
-        max_examples=examples,
-        deadline=timedelta(seconds=20),
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
-        derandomize=examples == DEFAULT_EXAMPLES,
-    )
-    @given(strategy)
-    def run(example):
-        check(example)
-
-    run()
+    run_examples(examples, strategy, check, derandomize=examples <= DEFAULT_EXAMPLES)
 
 
 # -- strategies ----------------------------------------------------------------------------------------

@@ -9,17 +9,17 @@ never allocated. Modest example counts by default; `--run-slow` runs thousands p
 from __future__ import annotations
 
 import io
-from datetime import timedelta
 
 import numpy as np
 import PIL.Image
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from blip_core import BlipImageProcessor, BlipImageProcessorFast
 from blip_core.image_loading import ImageLoadError, to_pil_or_array
+from tests.security.fuzzing import fuzz_settings
 
 DEFAULT_EXAMPLES = 60
 SLOW_EXAMPLES = 3000
@@ -46,13 +46,7 @@ def examples(request) -> int:
 
 
 def _settings(examples: int):
-    return settings(
-        max_examples=examples,
-        deadline=timedelta(seconds=20),
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-        database=None,
-        derandomize=examples == DEFAULT_EXAMPLES,
-    )
+    return fuzz_settings(examples, examples <= DEFAULT_EXAMPLES, HealthCheck.filter_too_much)
 
 
 def _check(processor_name: str, images, count: int, documented: type[Exception] = ValueError) -> None:

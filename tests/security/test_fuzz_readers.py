@@ -11,12 +11,10 @@ import json
 import struct
 import tempfile
 import zipfile
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blip_core.checkpoint import open_file
@@ -24,6 +22,7 @@ from blip_core.h5_reader import H5ReadError
 from blip_core.safetensors_io import SafetensorsError, write_safetensors
 from blip_core.torch_pickle import TorchPickleError
 from tests.helpers.h5_files import write_keras3, write_tf_h5
+from tests.security.fuzzing import run_examples
 from tests.security.hostile_files import PREFIX, valid_bin
 
 DEFAULT_EXAMPLES = 60
@@ -36,20 +35,7 @@ def examples(request) -> int:
 
 
 def _run(examples: int, strategy, check) -> None:
-    """Run `check(example)` on `examples` generated examples (each bounded at 20 s: a hang fails)."""
-
-    @settings(
-        max_examples=examples,
-        deadline=timedelta(seconds=20),
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
-        derandomize=examples == DEFAULT_EXAMPLES,
-    )
-    @given(strategy)
-    def run(example):
-        check(example)
-
-    run()
+    run_examples(examples, strategy, check, derandomize=examples <= DEFAULT_EXAMPLES)
 
 
 def _read_everything(path: Path, documented: type[Exception]) -> None:

@@ -149,3 +149,63 @@ def test_the_untouched_fixture_converts(tmp_path, capsys):
         raise SystemExit(main(["to-safetensors", str(folder), str(tmp_path / "out")]))
     assert exit_info.value.code == 0, capsys.readouterr().err
     assert open_file(tmp_path / "out" / "model.safetensors").get("vision_model.post_layernorm.bias").shape == (24,)
+
+
+# Three bit flips of the small Keras 3 weights file of tests/security/test_fuzz_readers.py, found by its long run:
+# libhdf5 (h5py 3.x) dies with SIGSEGV reading the top `vars` group's `name` attribute.
+SEGFAULT_FLIPS = ((842, 69, 71), (1881, 1, 3), (8156, 0, 4))
+
+
+def test_a_file_that_crashes_libhdf5_is_refused_not_fatal(tmp_path):
+    from tests.security.test_fuzz_readers import _valid_keras3
+
+    data = bytearray(_valid_keras3(tmp_path))
+    for offset, before, after in SEGFAULT_FLIPS:
+        assert data[offset] == before
+        data[offset] = after
+    path = tmp_path / "model.weights.h5"
+    path.write_bytes(bytes(data))
+    with pytest.raises(H5ReadError, match="model.weights.h5"):
+        open_file(path)  # this process survives: the read that crashes runs in a forked child first
+
+
+def test_a_crash_or_a_hang_of_the_child_read_is_an_error(tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    from blip_core import h5_probe
+
+    path = tmp_path / "x.h5"
+    with pytest.raises(H5ReadError, match=r"x.h5: the HDF5 library crashed reading this file \(SIGSEGV\)"):
+        h5_probe.check_in_child(path, lambda _: os.kill(os.getpid(), signal.SIGSEGV), H5ReadError)
+    monkeypatch.setattr(h5_probe, "INDEX_TIMEOUT_S", 0.5)  # a hang while indexing (a damaged attribute)
+    with pytest.raises(H5ReadError, match="x.h5: indexing this HDF5 file did not finish in 0 s"):
+        h5_probe.check_in_child(path, lambda _: time.sleep(30), H5ReadError)
+
+    class Slow:  # indexes at once, then hangs reading a tensor
+        def keys(self):
+            return ["t"]
+
+        def get(self, name):
+            time.sleep(30)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(h5_probe, "INDEX_TIMEOUT_S", 30.0)
+    monkeypatch.setattr(h5_probe, "PROBE_TIMEOUT_S", 0.5)
+    with pytest.raises(H5ReadError, match="x.h5: reading this HDF5 file did not finish in 0 s"):
+        h5_probe.check_in_child(path, lambda _: Slow(), H5ReadError)
+    h5_probe.check_in_child(path, lambda _: 1 / 0, H5ReadError)  # Python errors are left to the real read
+
+
+def test_an_attribute_declaring_too_many_elements_is_refused_before_reading(tmp_path, monkeypatch):
+    """A damaged header can give `layer_names` billions of elements; the count is checked before the read."""
+    from blip_core import h5_reader
+
+    folder = tmp_path / "caption_tf"
+    shutil.copytree(FIXTURE, folder)
+    monkeypatch.setattr(h5_reader, "MAX_OBJECTS", 2)  # the fixture lists 30 weight names for its vision model
+    with pytest.raises(H5ReadError, match=r"attribute 'weight_names' of '/vision_model' declares 30 elements; refused"):
+        open_file(folder / "tf_model.h5")
