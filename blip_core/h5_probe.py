@@ -8,6 +8,7 @@ Where `os.fork` is missing (Windows), the file is read directly.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import signal
@@ -41,7 +42,10 @@ def check_in_child(path: Path, open_source: Callable[[Path], Any], error: type[E
     the file within `INDEX_TIMEOUT_S` or does not finish within `PROBE_TIMEOUT_S`."""
     if not hasattr(os, "fork"):
         return
-    from h5py._objects import phil  # h5py's global lock: free in the child, whatever other threads do
+    try:  # h5py's global lock, held across the fork: free in the child, whatever other threads do
+        from h5py._objects import phil
+    except ImportError:  # a private name; without it only a concurrent h5py call at fork time could stall
+        phil = contextlib.nullcontext()
 
     progress, report = os.pipe()
     with phil:
