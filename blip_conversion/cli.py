@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from blip_conversion import convert
-from blip_core.native_logs import quiet_native_logs
+from blip_core.io.native_logs import quiet_native_logs
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 MESSAGE_LIMIT = 600

@@ -19,13 +19,19 @@ import numpy as np
 
 from blip_conversion.formats.original import read_original
 from blip_conversion.output import check_destination, output_folder, progress
-from blip_core.checkpoint import ArraySource, open_weights, save_safetensors
-from blip_core.configuration import BlipConfig, BlipConfigBase, BlipTextConfig, BlipVisionConfig, read_config_json
-from blip_core.hub import ALL_FORMATS, resolve_file, resolve_weights
-from blip_core.image_processing import BlipImageProcessor
-from blip_core.keras_weights import KerasWeightsFile
-from blip_core.processing import BlipProcessor
-from blip_core.tokenization import BUNDLED_VOCAB_FILE, BlipTokenizer
+from blip_core.checkpoints.keras_weights import KerasWeightsFile
+from blip_core.checkpoints.sources import ArraySource, open_weights, save_safetensors
+from blip_core.config.configuration import (
+    BlipConfig,
+    BlipConfigBase,
+    BlipTextConfig,
+    BlipVisionConfig,
+    read_config_json,
+)
+from blip_core.io.hub import ALL_FORMATS, resolve_file, resolve_weights
+from blip_core.processing.image_processing import BlipImageProcessor
+from blip_core.processing.processor import BlipProcessor
+from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE, BlipTokenizer
 from blip_core.weights import MODEL_CLASSES, prepare_state
 
 PROCESSOR_FILES = (
@@ -135,7 +141,8 @@ def to_safetensors(
     class_name: str | None = None,
     hub: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Any checkpoint (every format `blip_core.checkpoint` reads, sharded too) -> canonical `model.safetensors`."""
+    """Any checkpoint (every format `blip_core.checkpoints.sources` reads, sharded too) -> canonical
+    `model.safetensors`."""
     check_destination(destination, force, source)
     hub = dict(hub or {})
     checkpoint = read_checkpoint(source, class_name, hub=hub)
@@ -157,7 +164,7 @@ def to_bin(
     hub: Mapping[str, Any] | None = None,
 ) -> Path:
     """Any checkpoint -> `pytorch_model.bin` (needs torch)."""
-    from blip_core.bin_writer import write_bin
+    from blip_core.checkpoints.bin_writer import write_bin
 
     check_destination(destination, force, source)
     hub = dict(hub or {})
@@ -180,7 +187,7 @@ def to_h5(
     hub: Mapping[str, Any] | None = None,
 ) -> Path:
     """Any checkpoint -> `tf_model.h5` as `transformers`' TF port names it (needs h5py, not TF)."""
-    from blip_core.h5_writer import write_tf_h5
+    from blip_core.checkpoints.h5_writer import write_tf_h5
 
     check_destination(destination, force, source)
     hub = dict(hub or {})

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from blip_core.atomic import atomic_folder
+from blip_core.io.atomic import atomic_folder
 
 T = TypeVar("T")
 PROGRESS_MIN_BYTES = 256 * 2**20  # below this, conversions are quick and silent
@@ -46,7 +46,7 @@ def check_destination(destination: str | os.PathLike, force: bool, *sources: str
 @contextlib.contextmanager
 def output_folder(destination: str | os.PathLike, force: bool) -> Iterator[Path]:
     """Yield a temporary folder beside `destination`; it becomes `destination` only if the block succeeds
-    (`blip_core.atomic.atomic_folder`: one rename, or one atomic exchange with an existing folder).
+    (`blip_core.io.atomic.atomic_folder`: one rename, or one atomic exchange with an existing folder).
 
     An existing destination is replaced only with `force`, and only after the new one is complete.
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from blip_conversion.convert import load_config
-from blip_core.image_processing import BlipImageProcessor
-from blip_core.processing import BlipProcessor
-from blip_core.tokenization import BUNDLED_VOCAB_FILE, BlipTokenizer
+from blip_core.processing.image_processing import BlipImageProcessor
+from blip_core.processing.processor import BlipProcessor
+from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE, BlipTokenizer
 from blip_core.weights.names import MODEL_CLASSES
 
 TOLERANCE = 1e-4

@@ -2,8 +2,8 @@
 
 import functools
 
-from blip_core.generation_config import GenerationConfig
-from blip_core.pipelines import pipeline as _pipeline
+from blip_core.config.generation_config import GenerationConfig
+from blip_core.tasks.pipelines import pipeline as _pipeline
 from blip_tf.auto import (
     TFAutoModel,
     TFAutoModelForImageTextToText,

@@ -12,7 +12,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from blip_core.generation_options import GenerationOptions, SpecialTokens
+from blip_core.generation.options import GenerationOptions, SpecialTokens
 from blip_tf.generation import TFDecoding, is_end, record, set_column, step_buffers
 from blip_tf.logits_processors import TFStep, process, split_at_diversity, with_diversity
 

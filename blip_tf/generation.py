@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from blip_core.function_cache import FunctionCache, cache_on
-from blip_core.generation_options import GenerationOptions, SpecialTokens
-from blip_core.outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, empty_generate_output
-from blip_core.prompts import left_pad
+from blip_core.generation.options import GenerationOptions, SpecialTokens
+from blip_core.generation.prompts import left_pad
+from blip_core.modeling.function_cache import FunctionCache, cache_on
+from blip_core.modeling.outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, empty_generate_output
 from blip_tf.cache import TFKVCache
 from blip_tf.logits_processors import TFStep, process
 
@@ -408,7 +408,7 @@ def export_for_serving(model: Any, export_dir: str, max_new_tokens: int = 20, nu
     Captioning: `pixel_values` float32 (B, 3, H, W) -> `sequences` int32. Question answering adds
     `input_ids` and `attention_mask` int32 (B, T). Ids begin with BOS, as `generate` returns them.
     """
-    from blip_core.generation_options import special_tokens
+    from blip_core.generation.options import special_tokens
 
     options = GenerationOptions.from_kwargs(max_new_tokens=max_new_tokens, num_beams=num_beams)
     decoder, text = model.text_decoder, model.config.text_config

@@ -9,8 +9,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from blip_core.configuration import BlipTextConfig
-from blip_core.limits import (
+from blip_core.config.configuration import BlipTextConfig
+from blip_core.config.model_constants import IGNORE_INDEX
+from blip_core.modeling.limits import (
     check_has_tokens,
     check_ids_dtype,
     check_label_shape,
@@ -19,7 +20,6 @@ from blip_core.limits import (
     check_text_length,
     check_token_ids,
 )
-from blip_core.model_constants import IGNORE_INDEX
 
 
 def _value_range(tensor: tf.Tensor) -> tuple[int | None, int | None]:
@@ -42,7 +42,7 @@ def check_inputs(
     config: BlipTextConfig,
     uses_positions: bool = True,
 ) -> None:
-    """Every limit of the text stack (`blip_core.limits`): id dtype and range, tokens per row, the
+    """Every limit of the text stack (`blip_core.modeling.limits`): id dtype and range, tokens per row, the
     position table (explicit `position_ids`, or `past` + `length`). A clear error before any kernel.
     Inside a graph only dtypes and static lengths are checked; id values are not."""
     name = "input_ids" if input_ids is not None else "inputs_embeds"

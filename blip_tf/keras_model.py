@@ -24,7 +24,7 @@ import keras
 import optree
 import tensorflow as tf
 
-from blip_core.outputs import ModelOutput
+from blip_core.modeling.outputs import ModelOutput
 
 _CONSTRUCTING = contextvars.ContextVar("blip_tf_constructing", default=0)
 _OWN_LOSS = ("auto", "auto_with_warning", "passthrough")  # transformers' names for "the model's own loss"

@@ -1,4 +1,4 @@
-"""Logits processors and warpers, one function each, run in `blip_core.generation_rules.LOGITS_PROCESSOR_ORDER`.
+"""Logits processors and warpers, one function each, run in `blip_core.generation.rules.LOGITS_PROCESSOR_ORDER`.
 Twin of `blip_torch/logits_processors.py`.
 
 Forced difference: everything runs inside the compiled decoding loop, so the
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from blip_core.generation_options import GenerationOptions, SpecialTokens
-from blip_core.generation_rules import LOGITS_PROCESSOR_ORDER, active_processors
+from blip_core.generation.options import GenerationOptions, SpecialTokens
+from blip_core.generation.rules import LOGITS_PROCESSOR_ORDER, active_processors
 
 NEG_INF = float("-inf")
 

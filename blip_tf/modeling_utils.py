@@ -18,16 +18,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from blip_core.configuration import BlipConfigBase
-from blip_core.function_cache import FunctionCache, cache_on
-from blip_core.generation_support import GenerationConfigMixin, attach_generation_config
-from blip_core.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
-from blip_core.loading import open_pretrained, write_pretrained
-from blip_core.model_api import PreTrainedModelAPI
-from blip_core.model_constants import MASK_FILL_VALUE, activation_name
-from blip_core.safetensors_io import ALIGNMENT, float32_to_bf16_bits
-from blip_core.saving import DEFAULT_MAX_SHARD_SIZE, parse_save_options
-from blip_core.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
+from blip_core.checkpoints.safetensors_io import ALIGNMENT, float32_to_bf16_bits
+from blip_core.checkpoints.writing import DEFAULT_MAX_SHARD_SIZE, parse_save_options
+from blip_core.config.configuration import BlipConfigBase
+from blip_core.config.model_constants import MASK_FILL_VALUE, activation_name
+from blip_core.generation.support import GenerationConfigMixin, attach_generation_config
+from blip_core.modeling.function_cache import FunctionCache, cache_on
+from blip_core.modeling.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
+from blip_core.modeling.loading import open_pretrained, write_pretrained
+from blip_core.modeling.model_api import PreTrainedModelAPI
+from blip_core.modeling.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
 from blip_core.weights import CheckpointError, expected_params, keras_axes, keras_variable_name, saved_names
 from blip_core.weights.layouts import from_keras, keras_attribute, to_keras
 from blip_tf.keras_model import TFKerasModel
@@ -274,7 +274,7 @@ def resolve_device(device: Any, device_map: Any) -> str | None:
     Raises:
         ValueError: a multi-device map, or a value that names no device.
     """
-    from blip_core.pipeline_runtime import tf_device
+    from blip_core.modeling.devices import tf_device
 
     if device_map is not None:
         if device_map != "auto" and not isinstance(device_map, (str, int)) and not hasattr(device_map, "type"):
@@ -479,7 +479,7 @@ class TFBlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, TFKerasMo
         """Load from a folder or Hub id (`model.safetensors`, else `pytorch_model.bin`, else `tf_model.h5`).
 
         Needs no torch. Takes the keyword arguments of `BlipPreTrainedModel.from_pretrained`
-        (`blip_core.load_options`); `dtype` (or `torch_dtype`) is a Keras dtype name, `device`/`device_map`
+        (`blip_core.modeling.load_options`); `dtype` (or `torch_dtype`) is a Keras dtype name, `device`/`device_map`
         place the variables (`tf.device`).
         """
         options = parse_load_options(cls.__name__, kwargs)

@@ -14,18 +14,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from blip_core.configuration import BlipConfig, check_vqa_widths
-from blip_core.generation_options import special_tokens
-from blip_core.limits import check_answers, check_loss_rows, check_text_length
-from blip_core.limits import check_pairing as _check_pairing
-from blip_core.model_constants import CLS_TOKEN_ID, IGNORE_INDEX
-from blip_core.outputs import (
+from blip_core.config.configuration import BlipConfig, check_vqa_widths
+from blip_core.config.model_constants import CLS_TOKEN_ID, IGNORE_INDEX
+from blip_core.generation.options import special_tokens
+from blip_core.generation.prompts import prompt_rows
+from blip_core.modeling.limits import check_answers, check_loss_rows, check_text_length
+from blip_core.modeling.limits import check_pairing as _check_pairing
+from blip_core.modeling.outputs import (
     BlipForConditionalGenerationModelOutput,
     BlipImageTextMatchingModelOutput,
     BlipOutput,
     BlipTextVisionModelOutput,
 )
-from blip_core.prompts import prompt_rows
 from blip_tf.generation import TFGenerationMixin, empty_output
 from blip_tf.generation import generate as decode
 from blip_tf.modeling_utils import TFBlipPreTrainedModel, TFLinear, as_tensor, inference_function, pixel_signature

@@ -1,6 +1,6 @@
 """Output classes of the TensorFlow tree: `blip_core`'s framework-neutral ones, under their `transformers` names."""
 
-from blip_core.outputs import (
+from blip_core.modeling.outputs import (
     BaseModelOutputWithPooling,
     BaseModelOutputWithPoolingAndCrossAttentions,
     BlipForConditionalGenerationModelOutput,

@@ -13,12 +13,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from blip_core.configuration import BlipTextConfig
-from blip_core.empty_batch import cache_entry_shapes, is_empty
-from blip_core.empty_batch import text_output as empty_text_output
-from blip_core.limits import check_cross_attention, check_text_shape
-from blip_core.model_constants import IGNORE_INDEX
-from blip_core.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
+from blip_core.config.configuration import BlipTextConfig
+from blip_core.config.model_constants import IGNORE_INDEX
+from blip_core.modeling.empty_batch import cache_entry_shapes, is_empty
+from blip_core.modeling.empty_batch import text_output as empty_text_output
+from blip_core.modeling.limits import check_cross_attention, check_text_shape
+from blip_core.modeling.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
 from blip_tf.cache import TFKVCache
 from blip_tf.input_checks import check_inputs, check_labels
 from blip_tf.modeling_utils import (

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from blip_core.limits import check_loss_rows
-from blip_core.model_constants import ITC_TEMPERATURE
+from blip_core.config.model_constants import ITC_TEMPERATURE
+from blip_core.modeling.limits import check_loss_rows
 
 
 def to_tensors(batch: dict[str, np.ndarray], model: Any) -> dict[str, tf.Tensor]:

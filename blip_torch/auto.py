@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from blip_core.hub import split_hub_options
-from blip_core.model_classes import resolve_class
+from blip_core.io.hub import split_hub_options
+from blip_core.modeling.model_classes import resolve_class
 
 
 class _AutoBase:

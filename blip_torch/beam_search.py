@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from blip_core.generation_options import GenerationOptions, SpecialTokens
-from blip_core.outputs import GenerateBeamDecoderOnlyOutput
+from blip_core.generation.options import GenerationOptions, SpecialTokens
+from blip_core.modeling.outputs import GenerateBeamDecoderOnlyOutput
 from blip_torch.generation import Decoding, is_end, out_of_time, random_generator
 from blip_torch.logits_processors import Step, process, split_at_diversity, with_diversity
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from blip_core.generation_options import GenerationOptions, SpecialTokens
-from blip_core.outputs import GenerateDecoderOnlyOutput
-from blip_core.prompts import left_pad
+from blip_core.generation.options import GenerationOptions, SpecialTokens
+from blip_core.generation.prompts import left_pad
+from blip_core.modeling.outputs import GenerateDecoderOnlyOutput
 from blip_torch.cache import KVCache
 from blip_torch.logits_processors import Step, process
 from blip_torch.modeling_utils import additive_mask, attend
@@ -275,7 +275,7 @@ def generate(
 
 def empty_output(options: GenerationOptions, device: torch.device) -> torch.Tensor | GenerateDecoderOnlyOutput:
     """A batch of no images: (0, 1) ids (and empty scores) without running the model."""
-    from blip_core.outputs import empty_generate_output
+    from blip_core.modeling.outputs import empty_generate_output
 
     sequences = torch.zeros((0, 1), dtype=torch.long, device=device)
     if not options.return_dict_in_generate:

@@ -1,11 +1,12 @@
-"""Input checks of the text stacks, read off PyTorch tensors: the rules and messages are `blip_core.limits`."""
+"""Input checks of the text stacks, read off PyTorch tensors: the rules and messages are `blip_core.modeling.limits`."""
 
 from __future__ import annotations
 
 import torch
 
-from blip_core.configuration import BlipTextConfig
-from blip_core.limits import (
+from blip_core.config.configuration import BlipTextConfig
+from blip_core.config.model_constants import IGNORE_INDEX
+from blip_core.modeling.limits import (
     check_has_tokens,
     check_ids_dtype,
     check_label_shape,
@@ -14,7 +15,6 @@ from blip_core.limits import (
     check_text_length,
     check_token_ids,
 )
-from blip_core.model_constants import IGNORE_INDEX
 
 
 def _value_range(tensor: torch.Tensor) -> tuple[int | None, int | None]:
@@ -37,7 +37,7 @@ def check_inputs(
     config: BlipTextConfig,
     uses_positions: bool = True,
 ) -> None:
-    """Every limit of the text stack (`blip_core.limits`): id dtype and range, tokens per row, the
+    """Every limit of the text stack (`blip_core.modeling.limits`): id dtype and range, tokens per row, the
     position table (explicit `position_ids`, or `past` + `length`). A clear error before any kernel."""
     name = "input_ids" if input_ids is not None else "inputs_embeds"
     if input_ids is not None:

@@ -1,4 +1,4 @@
-"""Logits processors and warpers, one function each, run in `blip_core.generation_rules.LOGITS_PROCESSOR_ORDER`.
+"""Logits processors and warpers, one function each, run in `blip_core.generation.rules.LOGITS_PROCESSOR_ORDER`.
 
 Each has the meaning of the `transformers` 4.57.6 processor of the same name,
 applied per row: a row's length, history and limits are its own (prompts are
@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from blip_core.generation_options import GenerationOptions, SpecialTokens
-from blip_core.generation_rules import LOGITS_PROCESSOR_ORDER, active_processors
+from blip_core.generation.options import GenerationOptions, SpecialTokens
+from blip_core.generation.rules import LOGITS_PROCESSOR_ORDER, active_processors
 
 NEG_INF = float("-inf")
 

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from blip_core.configuration import BlipConfigBase
-from blip_core.generation_support import GenerationConfigMixin, attach_generation_config
-from blip_core.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
-from blip_core.loading import open_pretrained, write_pretrained
-from blip_core.model_api import PreTrainedModelAPI
-from blip_core.model_constants import MASK_FILL_VALUE, activation_name
-from blip_core.saving import DEFAULT_MAX_SHARD_SIZE, parse_save_options
-from blip_core.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
+from blip_core.checkpoints.writing import DEFAULT_MAX_SHARD_SIZE, parse_save_options
+from blip_core.config.configuration import BlipConfigBase
+from blip_core.config.model_constants import MASK_FILL_VALUE, activation_name
+from blip_core.generation.support import GenerationConfigMixin, attach_generation_config
+from blip_core.modeling.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
+from blip_core.modeling.loading import open_pretrained, write_pretrained
+from blip_core.modeling.model_api import PreTrainedModelAPI
+from blip_core.modeling.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
 from blip_core.weights import CheckpointError, saved_names
 
 _ACTIVATIONS = {
@@ -174,7 +174,7 @@ def resolve_dtype(torch_dtype: Any, config: BlipConfigBase) -> torch.dtype:
 
 
 def resolve_device(device: Any, device_map: Any) -> torch.device | None:
-    """`device`, or `device_map` ("auto" or the one device `blip_core.load_options.single_device` found), as a
+    """`device`, or `device_map` ("auto" or the one device `blip_core.modeling.load_options.single_device` found), as a
     torch device (None: stay on the CPU). An int is accelerator N, as in `transformers`.
 
     Raises:
@@ -252,7 +252,7 @@ class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
         """Give every token-indexed tensor `new_num_tokens` rows (rounded up to `pad_to_multiple_of`).
 
         The word embeddings of each text stack (VQA has two), the LM head's bias and an untied
-        decoder; added rows follow `blip_core.vocabulary`. Sets `vocab_size` in the text config
+        decoder; added rows follow `blip_core.modeling.vocabulary`. Sets `vocab_size` in the text config
         and returns the input embeddings, as `transformers` does. Raises ValueError for a model
         without text, or a size that drops the model's pad/BOS/SEP id.
         """
@@ -361,7 +361,7 @@ class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
     ) -> Any:
         """Load from a folder or Hub id (`model.safetensors`, else `pytorch_model.bin`, else `tf_model.h5`).
 
-        Takes `transformers`' keyword arguments (`blip_core.load_options`): Hub options (`revision`,
+        Takes `transformers`' keyword arguments (`blip_core.modeling.load_options`): Hub options (`revision`,
         `subfolder`, ...), `use_safetensors`, `variant`, `torch_dtype`/`dtype`, `device`/`device_map`,
         `output_loading_info` (then returns `(model, info)`), `generation_config`; others set config fields.
         Raises ValueError for an option not supported, TypeError for an unknown one.
@@ -417,7 +417,7 @@ class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
         for a `variant`; then `config.json` and, for the classes that generate, `generation_config.json`.
         Tied aliases are omitted; every file is atomic; stale weight files that would shadow these are removed.
         `state_dict` saves those tensors (canonical names) instead of the model's. `push_to_hub=True` then
-        uploads the files written (`blip_core.hub_upload`). Raises TypeError for an unknown argument.
+        uploads the files written (`blip_core.io.hub_upload`). Raises TypeError for an unknown argument.
         """
         options = parse_save_options(
             type(self).__name__,

@@ -12,18 +12,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from blip_core.configuration import BlipConfig, check_vqa_widths
-from blip_core.generation_options import special_tokens
-from blip_core.limits import check_answers, check_loss_rows, check_text_length
-from blip_core.limits import check_pairing as _check_pairing
-from blip_core.model_constants import CLS_TOKEN_ID, IGNORE_INDEX
-from blip_core.outputs import (
+from blip_core.config.configuration import BlipConfig, check_vqa_widths
+from blip_core.config.model_constants import CLS_TOKEN_ID, IGNORE_INDEX
+from blip_core.generation.options import special_tokens
+from blip_core.generation.prompts import prompt_rows
+from blip_core.modeling.limits import check_answers, check_loss_rows, check_text_length
+from blip_core.modeling.limits import check_pairing as _check_pairing
+from blip_core.modeling.outputs import (
     BlipForConditionalGenerationModelOutput,
     BlipImageTextMatchingModelOutput,
     BlipOutput,
     BlipTextVisionModelOutput,
 )
-from blip_core.prompts import prompt_rows
 from blip_torch.generation import GenerationMixin, empty_output
 from blip_torch.generation import generate as decode
 from blip_torch.modeling_utils import BlipPreTrainedModel, Linear
@@ -257,7 +257,7 @@ class BlipForConditionalGeneration(GenerationMixin, BlipPreTrainedModel):
     ) -> Any:
         """Caption images; ids (batch * num_return_sequences, length) begin with BOS (and the prompt).
 
-        Options: `transformers`' generate arguments and `generation_config=` (blip_core.generation_options);
+        Options: `transformers`' generate arguments and `generation_config=` (blip_core.generation.options);
         with `return_dict_in_generate=True`, an output with `sequences`, `scores`, `sequences_scores`...
         """
         options = self.generation_options(generate_kwargs, "pt")

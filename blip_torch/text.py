@@ -14,12 +14,12 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from blip_core.configuration import BlipTextConfig
-from blip_core.empty_batch import cache_entry_shapes, is_empty
-from blip_core.empty_batch import text_output as empty_text_output
-from blip_core.limits import check_text_shape
-from blip_core.model_constants import IGNORE_INDEX
-from blip_core.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
+from blip_core.config.configuration import BlipTextConfig
+from blip_core.config.model_constants import IGNORE_INDEX
+from blip_core.modeling.empty_batch import cache_entry_shapes, is_empty
+from blip_core.modeling.empty_batch import text_output as empty_text_output
+from blip_core.modeling.limits import check_text_shape
+from blip_core.modeling.outputs import BaseModelOutputWithPoolingAndCrossAttentions, CausalLMOutputWithCrossAttentions
 from blip_torch.cache import KVCache
 from blip_torch.input_checks import check_inputs, check_labels
 from blip_torch.modeling_utils import BlipPreTrainedModel, Linear, additive_mask, attend, get_activation

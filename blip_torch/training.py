@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from blip_core.limits import check_loss_rows
-from blip_core.model_constants import ITC_TEMPERATURE
+from blip_core.config.model_constants import ITC_TEMPERATURE
+from blip_core.modeling.limits import check_loss_rows
 
 
 def to_tensors(batch: dict[str, np.ndarray], model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -14,13 +14,13 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from blip_core.configuration import BlipVisionConfig
-from blip_core.empty_batch import is_empty
-from blip_core.empty_batch import vision_output as empty_vision_output
-from blip_core.interpolation import bicubic_matrix
-from blip_core.limits import check_pixel_shape, vision_tokens
-from blip_core.model_constants import num_positions, patch_grid
-from blip_core.outputs import BaseModelOutputWithPooling
+from blip_core.config.configuration import BlipVisionConfig
+from blip_core.config.model_constants import num_positions, patch_grid
+from blip_core.modeling.empty_batch import is_empty
+from blip_core.modeling.empty_batch import vision_output as empty_vision_output
+from blip_core.modeling.interpolation import bicubic_matrix
+from blip_core.modeling.limits import check_pixel_shape, vision_tokens
+from blip_core.modeling.outputs import BaseModelOutputWithPooling
 from blip_torch.modeling_utils import BlipPreTrainedModel, Linear, attend, get_activation
 
 

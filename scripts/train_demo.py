@@ -4,7 +4,7 @@
     python scripts/train_demo.py --output DIR    # somewhere else
     python scripts/train_demo.py --scale 0.01    # a smoke run: 1% of the steps
 
-Coloured shapes on coloured backgrounds (blip_core.synthetic), the real BERT vocabulary, small
+Coloured shapes on coloured backgrounds (blip_core.demo.synthetic), the real BERT vocabulary, small
 widths. The captioner trains from scratch; the question answerer starts from it and the matcher
 from the answerer, as BLIP fine-tunes its tasks from one pretrained model. Everything is seeded:
 the same torch version and thread count give the same bytes. About 17 minutes on 2 cores.
@@ -25,10 +25,10 @@ import torch
 
 import blip_torch
 from blip_core import BlipConfig, BlipImageProcessor, BlipProcessor, BlipTokenizer
-from blip_core.demo_runs import run_demo_models
-from blip_core.demo_tasks import ANSWERER, CAPTIONER, DEMO_MODELS_DIR, MATCHER, exact_match, held_out, roc_auc
-from blip_core.synthetic import IMAGE_SIZE, TRAIN_SEED, samples
-from blip_core.tokenization import BUNDLED_VOCAB_FILE
+from blip_core.demo.runs import run_demo_models
+from blip_core.demo.synthetic import IMAGE_SIZE, TRAIN_SEED, samples
+from blip_core.demo.tasks import ANSWERER, CAPTIONER, DEMO_MODELS_DIR, MATCHER, exact_match, held_out, roc_auc
+from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE
 from blip_core.training import caption_examples, itm_examples, vqa_examples
 from blip_torch.training import train
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from blip_core.configuration import BlipConfig
-from blip_core.interpolation import resize_grid
-from blip_core.torch_pickle import TorchPickleFile
+from blip_core.checkpoints.torch_pickle import TorchPickleFile
+from blip_core.config.configuration import BlipConfig
+from blip_core.modeling.interpolation import resize_grid
 from blip_core.weights.aliases import is_ignored
 from blip_core.weights.renames import original_to_canonical
 

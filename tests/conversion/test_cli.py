@@ -124,7 +124,7 @@ def test_module_and_console_entry_points(tmp_path):
 def test_to_keras_output_converts_back(capsys, tmp_path, tiny_checkpoints):
     """The issue's report: `blip-convert to-keras SRC DST`, then `blip-convert to-safetensors DST OUT` ("no weights
     found" before): bit-exact back to the source's tensors."""
-    from blip_core.checkpoint import open_file, read_all
+    from blip_core.checkpoints.sources import open_file, read_all
 
     source = tiny_checkpoints["BlipForQuestionAnswering"]
     code, out, _ = run_cli(capsys, "to-keras", str(source), str(tmp_path / "keras"))

@@ -10,8 +10,8 @@ import pytest
 
 import blip_torch
 from blip_conversion import convert
-from blip_core.checkpoint import open_file, open_weights
-from blip_core.hub import resolve_weights
+from blip_core.checkpoints.sources import open_file, open_weights
+from blip_core.io.hub import resolve_weights
 from blip_core.weights import MODEL_CLASSES
 from tests.helpers.checkpoints import write_generation_checkpoint
 from tests.helpers.compare import assert_outputs_close

@@ -9,10 +9,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from blip_core.checkpoint import open_file, read_all, save_safetensors
-from blip_core.h5_reader import H5File
-from blip_core.safetensors_io import SafetensorsError, SafetensorsFile, float32_to_bf16_bits, write_safetensors
-from blip_core.torch_pickle import TorchPickleError, TorchPickleFile
+from blip_core.checkpoints.h5_reader import H5File
+from blip_core.checkpoints.safetensors_io import (
+    SafetensorsError,
+    SafetensorsFile,
+    float32_to_bf16_bits,
+    write_safetensors,
+)
+from blip_core.checkpoints.sources import open_file, read_all, save_safetensors
+from blip_core.checkpoints.torch_pickle import TorchPickleError, TorchPickleFile
 from tests.helpers.h5_files import write_tf_h5
 
 

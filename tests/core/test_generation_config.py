@@ -1,5 +1,5 @@
 """`GenerationConfig` and the configs' generation fields, against `transformers` 4.57.6 (golden facts),
-and the option rules of `blip_core.generation_options` (no framework needed)."""
+and the option rules of `blip_core.generation.options` (no framework needed)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import pytest
 
 from blip_core import BlipConfig, BlipTextConfig, GenerationConfig
-from blip_core.configuration import GENERATION_DEFAULTS
-from blip_core.generation_options import GenerationOptions
-from blip_core.generation_rules import GenerationArgumentError
+from blip_core.config.configuration import GENERATION_DEFAULTS
+from blip_core.generation.options import GenerationOptions
+from blip_core.generation.rules import GenerationArgumentError
 from tests.helpers.golden import load_json
 
 FACTS = load_json("generation.json")
@@ -136,7 +136,7 @@ def test_bad_option_values_are_value_errors(kwargs, message):
 
 def test_options_precedence_and_lengths():
     model = GenerationConfig(num_beams=3, max_new_tokens=7, repetition_penalty=1.2)
-    from blip_core.generation_options import resolve_options
+    from blip_core.generation.options import resolve_options
 
     def resolve(**kwargs):
         return resolve_options(kwargs, model, None, vocab_size=99, framework="pt")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from huggingface_hub import errors
 
-import blip_core.hub as hub
+import blip_core.io.hub as hub
 from blip_core import BlipConfig, BlipImageProcessor
-from blip_core.checkpoint import open_weights
-from blip_core.hub import HubError, resolve_file, resolve_weights
-from blip_core.safetensors_io import write_safetensors
+from blip_core.checkpoints.safetensors_io import write_safetensors
+from blip_core.checkpoints.sources import open_weights
+from blip_core.io.hub import HubError, resolve_file, resolve_weights
 from tests.helpers.hub_errors import REMOTE_ENTRY, REPO, assert_types_of_transformers, hub_error
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

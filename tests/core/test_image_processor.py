@@ -249,7 +249,7 @@ def test_base64_and_data_uri_inputs(tmp_path):
 
 
 def test_url_input_is_fetched_and_exif_transposed(monkeypatch, image_urls_allowed):
-    from blip_core import image_loading
+    from blip_core.processing import image_loading
     from tests.helpers.images import fixture
 
     data = fixture("exif_orientation6.jpg").read_bytes()
@@ -266,7 +266,7 @@ def test_url_download_failure_is_one_clear_error(monkeypatch, image_urls_allowed
     import urllib.error
     import urllib.request
 
-    from blip_core import image_loading
+    from blip_core.processing import image_loading
 
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")

@@ -1,4 +1,4 @@
-"""Images of more than 8 bits are scaled to 8 bits (blip_core.image_depth), where transformers clips them.
+"""Images of more than 8 bits are scaled to 8 bits (blip_core.processing.image_depth), where transformers clips them.
 
 The 8-bit level each input becomes is checked with hand-computed values, through the slow and the fast
 processor and every input form (path, PIL, NumPy, torch, TF); the transformers goldens of the deep PIL
@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 
 from blip_core import BlipImageProcessor, BlipImageProcessorFast
-from blip_core.image_loading import load_image
+from blip_core.processing.image_loading import load_image
 from tests.helpers.fast_processor_cases import tensor
 from tests.helpers.golden import load_npz
 from tests.helpers.images import fixture, mode_image, photo

@@ -9,8 +9,9 @@ import sys
 import PIL.Image
 import pytest
 
-from blip_core import BlipImageProcessor, BlipImageProcessorFast, image_loading
-from blip_core.image_loading import (
+from blip_core import BlipImageProcessor, BlipImageProcessorFast
+from blip_core.processing import image_loading, image_urls
+from blip_core.processing.image_loading import (
     ImageDownloadError,
     ImageHTTPError,
     ImageNotFoundError,
@@ -161,7 +162,7 @@ def test_timeout_reaches_the_download(monkeypatch):
     assert seen["timeout"] == 2.5 and isinstance(info.value, ImageDownloadError) and "slow.jpg" in str(info.value)
     with pytest.raises(ImageDownloadError):
         load_image("https://example.com/slow.jpg")
-    assert seen["timeout"] == image_loading.URL_TIMEOUT_S
+    assert seen["timeout"] == image_urls.URL_TIMEOUT_S
 
 
 def test_encoded_images_load_like_their_files(tmp_path):

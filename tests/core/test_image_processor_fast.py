@@ -18,8 +18,8 @@ import PIL.Image
 import pytest
 
 from blip_core import AutoImageProcessor, BlipImageProcessor, BlipImageProcessorFast, BlipProcessor, BlipTokenizer
-from blip_core.image_backends import NumpyBackend, TensorFlowBackend, TorchBackend
-from blip_core.image_processing_fast import resize_batch
+from blip_core.processing.image_backends import NumpyBackend, TensorFlowBackend, TorchBackend
+from blip_core.processing.image_processing_fast import resize_batch
 from tests.helpers.fast_processor_cases import CASES, FULL_LEVELS, RESIZE_CASES
 from tests.helpers.golden import FIXTURES, load_json, load_npz
 from tests.helpers.images import base_rgb, photo

@@ -7,7 +7,7 @@ import sys
 
 CODE = """
 import sys
-import blip_core, blip_core.checkpoint, blip_core.hub, blip_core.weights
+import blip_core, blip_core.checkpoints.sources, blip_core.io.hub, blip_core.weights
 from blip_core import BlipProcessor, BlipImageProcessor, BlipTokenizer, BlipConfig
 BlipImageProcessor(size=8)(__import__("numpy").zeros((9, 9, 3), "uint8"), return_tensors="np")
 print(" ".join(m for m in ("torch", "tensorflow", "keras", "transformers") if m in sys.modules))

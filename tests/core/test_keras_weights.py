@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blip_core.checkpoint import open_file
-from blip_core.h5_reader import H5File, H5ReadError
-from blip_core.safetensors_io import float32_to_bf16_bits
+from blip_core.checkpoints.h5_reader import H5File, H5ReadError
+from blip_core.checkpoints.safetensors_io import float32_to_bf16_bits
+from blip_core.checkpoints.sources import open_file
 from tests.helpers.h5_files import write_keras3, write_tf_h5
 
 VISION = "layers/tf_blip_vision_model"
@@ -96,7 +96,7 @@ def test_keras3_bfloat16_is_widened_exactly(tmp_path):
 
 
 def test_keras3_unknown_variable_gets_a_name_that_fails_validation(tmp_path):
-    from blip_core.configuration import BlipVisionConfig
+    from blip_core.config.configuration import BlipVisionConfig
     from blip_core.weights import CheckpointError, prepare_state
 
     layers = {
@@ -228,7 +228,7 @@ def test_h5_content_decides_the_layout_not_the_name(tmp_path):
 
 
 def test_keras_owner_table_covers_every_parameter_once():
-    from blip_core.keras_weights import owner_parameters
+    from blip_core.checkpoints.keras_weights import owner_parameters
 
     table = owner_parameters()
     assert table["vision_model.embeddings"] == (("class_embedding", "raw"), ("position_embedding", "raw"))

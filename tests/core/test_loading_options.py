@@ -20,10 +20,10 @@ from blip_core import (
     BlipTokenizer,
     GenerationConfig,
 )
-from blip_core.hub import add_variant, resolve_weights, split_hub_options
-from blip_core.load_options import INERT_OPTIONS, REFUSED_OPTIONS, parse_load_options
-from blip_core.saving import parse_save_options, parse_shard_size, plan_shards, stale_weight_files
-from blip_core.tokenization import BUNDLED_VOCAB_FILE
+from blip_core.checkpoints.writing import parse_save_options, parse_shard_size, plan_shards, stale_weight_files
+from blip_core.io.hub import add_variant, resolve_weights, split_hub_options
+from blip_core.modeling.load_options import INERT_OPTIONS, REFUSED_OPTIONS, parse_load_options
+from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE
 from tests.helpers.golden import FIXTURES, load_json
 
 GOLDEN = load_json("loading_options.json")

@@ -15,8 +15,8 @@ from huggingface_hub import errors as hf_errors
 import blip_tf
 import blip_torch
 from blip_core import BlipConfig, BlipImageProcessor, BlipProcessor, BlipTokenizer, GenerationConfig
-from blip_core.hub_upload import HubOfflineError, HubUploadError
-from blip_core.tokenization import BUNDLED_VOCAB_FILE
+from blip_core.io.hub_upload import HubOfflineError, HubUploadError
+from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE
 
 CAPTION = "BlipForConditionalGeneration"
 

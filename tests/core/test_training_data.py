@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from blip_core import BlipImageProcessor, BlipProcessor, BlipTokenizer
-from blip_core.demo_tasks import exact_match, held_out, roc_auc
-from blip_core.synthetic import COLORS, COUNTS, SHAPES, render, samples, scene
-from blip_core.tokenization import BUNDLED_VOCAB_FILE
+from blip_core.demo.synthetic import COLORS, COUNTS, SHAPES, render, samples, scene
+from blip_core.demo.tasks import exact_match, held_out, roc_auc
+from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE
 from blip_core.training import caption_examples, itm_examples, read_captioned_folder, vqa_examples
 
 DEC, CLS, SEP, PAD = 30522, 101, 102, 0

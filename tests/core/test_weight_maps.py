@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from blip_core import BlipConfig
-from blip_core.checkpoint import open_file
-from blip_core.safetensors_io import write_safetensors
+from blip_core.checkpoints.safetensors_io import write_safetensors
+from blip_core.checkpoints.sources import open_file
 from blip_core.weights import CheckpointError, expected_params, prepare_state, saved_names
 from blip_core.weights.layouts import from_keras, shape_to_keras, to_keras
 from tests.helpers.tiny import seeded_weights, sub_config, tiny_config

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blip_core.checkpoint import save_safetensors
+from blip_core.checkpoints.sources import save_safetensors
 from blip_core.weights import saved_names
 from tests.helpers.tiny import config_for, generation_model, seeded_weights, sub_config
 

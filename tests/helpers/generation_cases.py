@@ -343,7 +343,7 @@ def write_case_checkpoint(folder: Any, text_fields: dict[str, Any], generation: 
     import json
     from pathlib import Path
 
-    from blip_core.checkpoint import save_safetensors
+    from blip_core.checkpoints.sources import save_safetensors
     from blip_core.weights import saved_names
     from tests.helpers.tiny import generation_model
 

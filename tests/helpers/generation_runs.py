@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from blip_core.generation_config import GenerationConfig
+from blip_core.config.generation_config import GenerationConfig
 from tests.helpers.checkpoints import write_generation_checkpoint
 from tests.helpers.compare import to_numpy
 from tests.helpers.generation_cases import SETUPS, GenCase, make_generation_inputs

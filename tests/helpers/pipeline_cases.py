@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-from blip_core.demo_tasks import held_out
+from blip_core.demo.tasks import held_out
 
 LONG_QUESTION = "what color is the background of this picture?"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from blip_core.demo_tasks import DEMO_MODELS_DIR
+from blip_core.demo.tasks import DEMO_MODELS_DIR
 from tests.helpers.small import SMALL
 
 ZERO_SHOT_SEED, ZERO_SHOT_SPREAD = 1, 0.3
@@ -27,7 +27,7 @@ def write_zero_shot_model(folder: Path) -> Path:
 
     import blip_torch
     from blip_core import BlipConfig, BlipImageProcessor, BlipProcessor, BlipTokenizer
-    from blip_core.tokenization import BUNDLED_VOCAB_FILE
+    from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE
 
     torch.manual_seed(ZERO_SHOT_SEED)
     model = blip_torch.BlipModel(BlipConfig(**SMALL))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from blip_core import BlipConfig, BlipImageProcessor, BlipProcessor, BlipTokenizer
-from blip_core.tokenization import BUNDLED_VOCAB_FILE
+from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE
 
 SMALL = {
     "text_config": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4},

@@ -11,7 +11,7 @@ import torch
 import blip_tf
 import blip_torch
 from blip_core import BlipProcessor
-from blip_core.synthetic import samples
+from blip_core.demo.synthetic import samples
 from blip_core.training import itm_examples
 from tests.helpers.compare import assert_outputs_close, flatten
 from tests.helpers.golden import load_json, load_npz

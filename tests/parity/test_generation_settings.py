@@ -16,7 +16,7 @@ import torch
 import blip_tf
 import blip_torch
 from blip_core import GenerationConfig
-from blip_core.generation_rules import GenerationArgumentError
+from blip_core.generation.rules import GenerationArgumentError
 from tests.helpers.compare import to_numpy
 from tests.helpers.generation_cases import (
     CAPTION,

@@ -1,5 +1,5 @@
 """Labels hold one target per token: a labels tensor whose shape is not the ids' gets the same clear ValueError in
-both trees (`blip_core.limits.check_label_shape`), before any loss kernel. `transformers` lets PyTorch's
+both trees (`blip_core.modeling.limits.check_label_shape`), before any loss kernel. `transformers` lets PyTorch's
 cross-entropy fail ("Expected input batch_size (12) to match target batch_size (4)") or, when only the length
 differs by chance of the shift, trains on misaligned targets; a well-shaped pair gives the same loss in both."""
 

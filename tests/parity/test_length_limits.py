@@ -1,5 +1,5 @@
-"""The text stacks' limits (`blip_core.limits`): every bad input gets the same clear error in both trees, before
-any kernel (an IndexError or a TensorFlow gather error otherwise); inside a TF graph, the static checks."""
+"""The text stacks' limits (`blip_core.modeling.limits`): every bad input gets the same clear error in both trees,
+before any kernel (an IndexError or a TensorFlow gather error otherwise); inside a TF graph, the static checks."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import blip_core
 import blip_tf
 import blip_torch
 from blip_core import BlipConfig, GenerationConfig
-from blip_core.load_options import INERT_OPTIONS
+from blip_core.modeling.load_options import INERT_OPTIONS
 from blip_core.weights import CheckpointError
 from tests.helpers.golden import FIXTURES, load_json
 

@@ -9,7 +9,7 @@ import torch
 
 import blip_tf
 import blip_torch
-from blip_core.safetensors_io import SafetensorsFile
+from blip_core.checkpoints.safetensors_io import SafetensorsFile
 from blip_core.weights.names import MODEL_CLASSES
 from tests.helpers.compare import flatten
 from tests.helpers.golden import FIXTURES, load_npz

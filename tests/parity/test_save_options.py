@@ -14,8 +14,8 @@ import torch
 
 import blip_tf
 import blip_torch
-from blip_core.checkpoint import open_file, open_weights, read_all
-from blip_core.hub import resolve_weights
+from blip_core.checkpoints.sources import open_file, open_weights, read_all
+from blip_core.io.hub import resolve_weights
 from blip_core.weights.names import MODEL_CLASSES
 from tests.helpers.checkpoints import write_tiny_checkpoint
 from tests.helpers.golden import FIXTURES, load_json

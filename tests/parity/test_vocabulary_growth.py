@@ -1,5 +1,6 @@
-"""`resize_token_embeddings` in both trees: identical rows (`blip_core.vocabulary`), `transformers`' sizes, kept
-rows and added-row rule (golden: tests/tools/make_vocab_golden.py), round trips across frameworks, training after."""
+"""`resize_token_embeddings` in both trees: identical rows (`blip_core.modeling.vocabulary`), `transformers`' sizes,
+kept rows and added-row rule (golden: tests/tools/make_vocab_golden.py), round trips across frameworks,
+training after."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import torch
 import blip_tf
 import blip_torch
 from blip_core import BlipProcessor
-from blip_core.checkpoint import save_safetensors
-from blip_core.vocabulary import vocab_params
+from blip_core.checkpoints.sources import save_safetensors
+from blip_core.modeling.vocabulary import vocab_params
 from blip_core.weights import saved_names
 from blip_core.weights.layouts import from_keras
 from tests.helpers.compare import assert_outputs_close, flatten
@@ -183,7 +184,7 @@ def test_input_embeddings_are_the_text_ones_as_in_transformers(tiny_checkpoints)
 
 def test_keras_fit_and_torch_training_learn_the_new_token(small_models):
     """Add a token, resize, train: the new token's rows move in both frameworks."""
-    from blip_core.synthetic import samples
+    from blip_core.demo.synthetic import samples
     from blip_core.training import caption_examples
     from blip_tf.training import fit
     from blip_torch.training import train
@@ -215,7 +216,7 @@ def test_keras_model_compiled_and_trained_before_resizing_asks_for_compile(small
 
     folder = small_models["BlipForConditionalGeneration"]
     model = blip_tf.TFBlipForConditionalGeneration.from_pretrained(folder)
-    from blip_core.synthetic import samples
+    from blip_core.demo.synthetic import samples
     from blip_core.training import caption_examples
 
     processor = BlipProcessor.from_pretrained(folder)

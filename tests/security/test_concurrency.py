@@ -25,8 +25,8 @@ import pytest
 
 import blip_core
 from blip_core import BlipConfig, BlipImageProcessor, BlipProcessor, BlipTokenizer
-from blip_core.function_cache import FunctionCache
-from blip_core.tokenization import BUNDLED_VOCAB_FILE
+from blip_core.modeling.function_cache import FunctionCache
+from blip_core.processing.tokenization import BUNDLED_VOCAB_FILE
 from tests.helpers.images import base_rgb
 from tests.helpers.small import SMALL
 

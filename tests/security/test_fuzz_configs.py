@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import strategies as st
 
-from blip_core.configuration import (
+from blip_core.config.configuration import (
     MAX_JSON_BYTES,
     MAX_PARAMETERS,
     BlipConfig,
@@ -29,9 +29,9 @@ from blip_core.configuration import (
     BlipVisionConfig,
     estimated_parameters,
 )
-from blip_core.generation_config import GenerationConfig
-from blip_core.image_processing import BlipImageProcessor
-from blip_core.tokenization import BlipTokenizer
+from blip_core.config.generation_config import GenerationConfig
+from blip_core.processing.image_processing import BlipImageProcessor
+from blip_core.processing.tokenization import BlipTokenizer
 from tests.security.fuzzing import run_examples
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -122,7 +122,7 @@ def _documented(err: Exception, folder: Path, types=(ValueError, TypeError)) -> 
 def test_fuzz_config_json(examples):
     """BlipConfig / AutoConfig from a random or edited config.json: a config whose size fields are sane,
     buildable or refused by check_buildable, or a ValueError/TypeError naming the file."""
-    from blip_core.auto import AutoConfig
+    from blip_core.processing.auto import AutoConfig
 
     def check(content) -> None:
         folder = _write("config.json", content)
@@ -377,7 +377,7 @@ def test_models_refuse_claimed_sizes_before_allocating(framework, section, field
 @pytest.mark.parametrize("model_type", [[], {"a": 1}, 3, None, "bert"])
 def test_auto_config_refuses_a_model_type_of_any_other_kind(tmp_path, model_type):
     """Found by the fuzzing: a list as model_type raised TypeError('unhashable type') without the file."""
-    from blip_core.auto import AutoConfig
+    from blip_core.processing.auto import AutoConfig
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
     with pytest.raises(ValueError, match="model_type") as caught:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from blip_core import BlipImageProcessor, BlipImageProcessorFast
-from blip_core.image_loading import ImageLoadError, to_pil_or_array
+from blip_core.processing.image_loading import ImageLoadError, to_pil_or_array
 from tests.security.fuzzing import fuzz_settings
 
 DEFAULT_EXAMPLES = 60

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from blip_core.checkpoint import open_file
-from blip_core.h5_reader import H5ReadError
-from blip_core.safetensors_io import SafetensorsError, write_safetensors
-from blip_core.torch_pickle import TorchPickleError
+from blip_core.checkpoints.h5_reader import H5ReadError
+from blip_core.checkpoints.safetensors_io import SafetensorsError, write_safetensors
+from blip_core.checkpoints.sources import open_file
+from blip_core.checkpoints.torch_pickle import TorchPickleError
 from tests.helpers.h5_files import write_keras3, write_tf_h5
 from tests.security.fuzzing import run_examples
 from tests.security.hostile_files import PREFIX, valid_bin

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from blip_core.image_processing import BlipImageProcessor
-from blip_core.processing import BlipProcessor
-from blip_core.tokenization import BlipTokenizer
+from blip_core.processing.image_processing import BlipImageProcessor
+from blip_core.processing.processor import BlipProcessor
+from blip_core.processing.tokenization import BlipTokenizer
 from tests.security.fuzzing import run_examples
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -346,7 +346,7 @@ def test_processor_empty_batch_checks_its_options(processor, max_length):
 
 @pytest.mark.parametrize("name", ["tokenizer.json", "vocab.txt"])
 def test_huge_tokenizer_files_are_refused_without_reading(tmp_path, name):
-    from blip_core.tokenization import MAX_TOKENIZER_FILE_BYTES
+    from blip_core.processing.tokenization import MAX_TOKENIZER_FILE_BYTES
 
     with open(tmp_path / name, "wb") as file:
         file.seek(MAX_TOKENIZER_FILE_BYTES + 1)

@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from blip_core.checkpoint import open_file
-from blip_core.torch_pickle import TorchPickleError, TorchPickleFile
+from blip_core.checkpoints.sources import open_file
+from blip_core.checkpoints.torch_pickle import TorchPickleError, TorchPickleFile
 from tests.security.hostile_files import (
     PREFIX,
     Tensor,
@@ -112,7 +112,7 @@ def test_a_compression_bomb_is_refused_before_inflating(tmp_path):
 
 
 def test_a_huge_pickle_record_is_refused_before_reading(tmp_path, monkeypatch):
-    import blip_core.torch_pickle as torch_pickle
+    import blip_core.checkpoints.torch_pickle as torch_pickle
 
     monkeypatch.setattr(torch_pickle, "MAX_PICKLE_BYTES", 1000)
     padding = b"X" + (2000).to_bytes(4, "little") + b"a" * 2000 + b"0"  # a 2000-char str, popped

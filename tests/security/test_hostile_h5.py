@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from blip_conversion.cli import main
-from blip_core.checkpoint import open_file
-from blip_core.h5_reader import H5ReadError
+from blip_core.checkpoints.h5_reader import H5ReadError
+from blip_core.checkpoints.sources import open_file
 
 h5py = pytest.importorskip("h5py")
 
@@ -174,7 +174,7 @@ def test_a_crash_or_a_hang_of_the_child_read_is_an_error(tmp_path, monkeypatch):
     import signal
     import time
 
-    from blip_core import h5_probe
+    from blip_core.checkpoints import h5_probe
 
     path = tmp_path / "x.h5"
     with pytest.raises(H5ReadError, match=r"x.h5: the HDF5 library crashed reading this file \(SIGSEGV\)"):
@@ -202,7 +202,7 @@ def test_a_crash_or_a_hang_of_the_child_read_is_an_error(tmp_path, monkeypatch):
 
 def test_an_attribute_declaring_too_many_elements_is_refused_before_reading(tmp_path, monkeypatch):
     """A damaged header can give `layer_names` billions of elements; the count is checked before the read."""
-    from blip_core import h5_reader
+    from blip_core.checkpoints import h5_reader
 
     folder = tmp_path / "caption_tf"
     shutil.copytree(FIXTURE, folder)

@@ -13,7 +13,7 @@ import PIL.Image
 import pytest
 
 from blip_core import BlipImageProcessor, BlipImageProcessorFast
-from blip_core.image_loading import (
+from blip_core.processing.image_loading import (
     ImageLoadError,
     ImageTooLargeError,
     UnreadableImageError,

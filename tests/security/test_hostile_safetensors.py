@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from blip_conversion.cli import main
-from blip_core.checkpoint import open_file
-from blip_core.safetensors_io import SafetensorsError, SafetensorsFile
+from blip_core.checkpoints.safetensors_io import SafetensorsError, SafetensorsFile
+from blip_core.checkpoints.sources import open_file
 from tests.security.hostile_files import write_raw_safetensors
 
 

@@ -19,8 +19,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from blip_core import BlipImageProcessor, BlipImageProcessorFast, image_loading
-from blip_core.image_loading import ImageDownloadError, ImageHTTPError, ImageNotFoundError, load_image
+from blip_core import BlipImageProcessor, BlipImageProcessorFast
+from blip_core.processing import image_urls
+from blip_core.processing.image_loading import ImageDownloadError, ImageHTTPError, ImageNotFoundError, load_image
 
 PNG = io.BytesIO()
 PIL.Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(PNG, "PNG")
@@ -108,7 +109,7 @@ def client(request, monkeypatch):
         monkeypatch.setitem(sys.modules, "requests", None)
     else:
         pytest.importorskip("requests")
-    monkeypatch.setattr(image_loading, "URL_MAX_BYTES", BIG)
+    monkeypatch.setattr(image_urls, "URL_MAX_BYTES", BIG)
     return request.param
 
 
@@ -134,7 +135,7 @@ def test_a_body_over_the_cap_is_refused(server, client, path):
 
 
 def test_a_slow_body_hits_the_total_deadline(server, client, monkeypatch):
-    monkeypatch.setattr(image_loading, "URL_TOTAL_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(image_urls, "URL_TOTAL_TIMEOUT_S", 0.5)
     start = time.monotonic()
     with pytest.raises(ImageDownloadError, match=r"took more than 0.5 s to download .*URL_TOTAL_TIMEOUT_S") as info:
         load_image(f"{server}/drip", timeout=5)
@@ -215,7 +216,7 @@ def test_offline_mode_opens_no_socket(small_models, tmp_path, monkeypatch):
     import blip_tf
     import blip_torch
     from blip_core import BlipProcessor
-    from blip_core.hub_errors import HubNotCachedError
+    from blip_core.io.hub_errors import HubNotCachedError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))

@@ -4,7 +4,7 @@ leave the destination absent or complete (never a `config.json` beside missing, 
 source byte-identical, and no temporary file after an error; after a kill the temporaries have names no loader
 reads and a rerun succeeds and removes them.
 
-Write operations counted (and failed): `write()` on files opened by `blip_core.atomic`, `torch.save`, h5py
+Write operations counted (and failed): `write()` on files opened by `blip_core.io.atomic`, `torch.save`, h5py
 `create_dataset`, `os.replace`, `os.fsync`, `os.mkdir`, file creation through `os.open` and `shutil.copyfile`.
 A failing `write()` or `torch.save` first writes half of its bytes, as a disk filling up does.
 
@@ -88,7 +88,7 @@ class _FaultyFile(io.RawIOBase):
 
 def install(faults: Faults, patch: Callable[[Any, str, Any], None]) -> None:
     """Route every write operation through `faults` (`patch` is `setattr` or `monkeypatch.setattr`)."""
-    import blip_core.atomic
+    import blip_core.io.atomic
 
     def counted(function: Callable[..., Any], when: Callable[..., bool] = lambda *a, **k: True) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -99,7 +99,10 @@ def install(faults: Faults, patch: Callable[[Any, str, Any], None]) -> None:
         return wrapper
 
     real_open = open
-    patch(blip_core.atomic, "open", lambda path, mode="r", *a, **k: _FaultyFile(real_open(path, mode, *a, **k), faults))
+    def faulty_open(path, mode="r", *a, **k):
+        return _FaultyFile(real_open(path, mode, *a, **k), faults)
+
+    patch(blip_core.io.atomic, "open", faulty_open)
     for name in ("replace", "fsync"):
         patch(os, name, counted(getattr(os, name)))
     patch(os, "mkdir", counted(os.mkdir, lambda path, *a, **k: not os.path.exists(path)))
@@ -450,7 +453,7 @@ def test_force_never_deletes_the_source(sources, tmp_path, capsys, inside):
 
 
 def test_stale_temporaries_of_live_processes_are_kept(tmp_path):
-    from blip_core.atomic import atomic_write_text, remove_stale_temps, temp_name
+    from blip_core.io.atomic import atomic_write_text, remove_stale_temps, temp_name
 
     live = tmp_path / temp_name("config.json")  # this process: a write in progress
     live.write_text("x")
@@ -462,7 +465,7 @@ def test_stale_temporaries_of_live_processes_are_kept(tmp_path):
 
 
 def test_a_set_aside_folder_is_put_back(tmp_path):
-    from blip_core.atomic import atomic_folder
+    from blip_core.io.atomic import atomic_folder
 
     old = tmp_path / ".out.blip-tmp-999999999-0a1b2c3d.old"  # a kill between the two renames of a replacement
     (old / "previous").mkdir(parents=True)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import blip_core
-from blip_core.auto import AutoConfig
-from blip_core.configuration import BlipConfig
+from blip_core.config.configuration import BlipConfig
+from blip_core.processing.auto import AutoConfig
 
 MODULES = ("configuration_evil", "modeling_evil", "pipeline_evil")
 

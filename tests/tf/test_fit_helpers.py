@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import blip_tf
 from blip_core import BlipProcessor
-from blip_core.synthetic import samples
+from blip_core.demo.synthetic import samples
 from blip_core.training import caption_examples, itm_examples
 from blip_tf.training import batch_loss, fit, itm_objective, to_tensors
 

@@ -78,7 +78,7 @@ def test_fit_of_a_captioner_without_labels_names_them(tiny_checkpoints):
 @pytest.mark.parametrize("skip_bytes", [0, 4, 16])
 def test_adopted_checkpoint_memory_is_safe_at_any_alignment(skip_bytes):
     """TF aborts the process on misaligned tensor memory; the loader adopts only aligned arrays, copies others."""
-    from blip_core.safetensors_io import aligned_empty
+    from blip_core.checkpoints.safetensors_io import aligned_empty
     from blip_tf.modeling_utils import _shared_tensor
 
     raw = aligned_empty(4 * 64 + 64)[skip_bytes : skip_bytes + 4 * 64].view(np.float32).reshape(8, 8)

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 import blip_tf
-from blip_core.feature import BatchFeature
-from blip_core.outputs import BlipForConditionalGenerationModelOutput, BlipImageTextMatchingModelOutput
+from blip_core.modeling.outputs import BlipForConditionalGenerationModelOutput, BlipImageTextMatchingModelOutput
+from blip_core.processing.feature import BatchFeature
 from blip_tf.training import itm_loss
 from tests.helpers.golden import load_npz
 

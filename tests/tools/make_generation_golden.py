@@ -131,7 +131,7 @@ def run_checkpoints(store: dict, facts: dict) -> None:
 
 def config_facts(facts: dict) -> None:
     """Config attributes and GenerationConfig serialisation, as `transformers` has them."""
-    from blip_core.configuration import GENERATION_DEFAULTS
+    from blip_core.config.configuration import GENERATION_DEFAULTS
 
     text = transformers.BlipTextConfig()
     facts["text_config_generation_fields"] = {name: getattr(text, name) for name in GENERATION_DEFAULTS}

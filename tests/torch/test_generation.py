@@ -166,7 +166,7 @@ def test_prompt_count_must_match_images(captioner):
 @pytest.mark.parametrize("group", [1, 3])
 def test_dispatch_free_step_equals_module_forward(answerer, group):
     """`decoder_step` (used by generate) gives the module path's logits: padded rows, masked question, beams."""
-    from blip_core.generation_options import GenerationOptions
+    from blip_core.generation.options import GenerationOptions
     from blip_torch.generation import start
 
     decoder = answerer.text_decoder

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import blip_torch
-from blip_core.safetensors_io import SafetensorsFile
+from blip_core.checkpoints.safetensors_io import SafetensorsFile
 from blip_core.weights import CheckpointError
 from blip_core.weights.names import MODEL_CLASSES
 from tests.helpers.compare import assert_outputs_close

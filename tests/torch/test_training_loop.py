@@ -7,7 +7,7 @@ import torch
 
 import blip_torch
 from blip_core import BlipProcessor
-from blip_core.synthetic import samples
+from blip_core.demo.synthetic import samples
 from blip_core.training import itm_examples, vqa_examples
 from blip_torch.training import batch_loss, to_tensors, train
 

@@ -169,7 +169,8 @@ def test_no_images_to_work_on_is_exit_2_with_one_line_and_nothing_on_stdout(smal
 
 def test_zero_is_a_value_and_absent_flags_are_not_options():
     """`--seed 0` and `--top-k 0` reach generate (0 == False must not drop them); unset flags do not."""
-    from blip_core.cli import _generation_options, _parser
+    from blip_core.cli.generate import generation_options as _generation_options
+    from blip_core.cli.main import _parser
 
     args = _parser().parse_args(
         ["caption", "x.png", "--do-sample", "--seed", "0", "--top-k", "0", "--no-repeat-ngram-size", "2"]

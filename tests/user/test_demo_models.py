@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from blip_core import pipeline
-from blip_core.demo_runs import demo_models_present, run_demo_models
-from blip_core.demo_tasks import DEMO_MODELS_DIR, exact_match, held_out, roc_auc
+from blip_core.demo.runs import demo_models_present, run_demo_models
+from blip_core.demo.tasks import DEMO_MODELS_DIR, exact_match, held_out, roc_auc
 from tests.helpers.compare import assert_outputs_close
 
 ROOT = Path(__file__).resolve().parents[2]

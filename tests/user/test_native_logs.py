@@ -14,7 +14,7 @@ import textwrap
 import PIL.Image
 import pytest
 
-from blip_core.native_logs import _Filter, is_native_log_line
+from blip_core.io.native_logs import _Filter, is_native_log_line
 from tests.helpers.images import base_rgb
 
 ENV = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}

@@ -21,7 +21,7 @@ from tests.helpers.pipeline_models import model_folders, weights_digest, write_z
 
 GOLDEN = load_json("pipelines.json")
 FRAMEWORKS = ["pt", "tf"]
-# How a call is read is framework-neutral (blip_core.pipeline_inputs); each TF pipeline costs a model load and
+# How a call is read is framework-neutral (blip_core.tasks.pipeline_inputs); each TF pipeline costs a model load and
 # an XLA compile. The default run replays every case in PyTorch and these in TF too (`--run-slow`: all in TF).
 TF_QUICK_CASES = {
     "cap_list_batch3",

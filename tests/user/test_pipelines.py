@@ -15,7 +15,7 @@ import torch
 import blip_core
 import blip_tf
 import blip_torch
-from blip_core.demo_tasks import DEMO_MODELS_DIR, held_out
+from blip_core.demo.tasks import DEMO_MODELS_DIR, held_out
 from tests.helpers.golden import load_json
 from tests.helpers.images import base_rgb, fixture
 

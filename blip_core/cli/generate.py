@@ -1,0 +1,73 @@
+"""`blip caption` and `blip vqa`: generated text per image, with the generation options of `generate`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from blip_core.cli.common import Writer, add_common_arguments, batches, pipeline_for, progress
+
+TASKS = {"caption": "image-to-text", "vqa": "visual-question-answering"}
+FIELDS = {"caption": ["file", "caption"], "vqa": ["file", "question", "answer"]}
+GENERATION_OPTIONS = (
+    "max_new_tokens",
+    "min_new_tokens",
+    "num_beams",
+    "do_sample",
+    "top_k",
+    "top_p",
+    "temperature",
+    "repetition_penalty",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "num_beam_groups",
+    "diversity_penalty",
+    "typical_p",
+    "seed",
+)
+
+
+def add_parsers(commands: Any) -> None:
+    caption = commands.add_parser("caption", help="caption images")
+    add_common_arguments(caption)
+    caption.add_argument("--prompt", help="text the caption starts with, e.g. 'a picture of'")
+    add_generation_arguments(caption)
+    vqa = commands.add_parser("vqa", help="answer a question about images")
+    add_common_arguments(vqa)
+    vqa.add_argument("-q", "--question", required=True)
+    add_generation_arguments(vqa)
+
+
+def add_generation_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--max-new-tokens", type=int)
+    sub.add_argument("--min-new-tokens", type=int)
+    sub.add_argument("--num-beams", type=int)
+    sub.add_argument("--do-sample", action="store_true")
+    sub.add_argument("--top-k", type=int)
+    sub.add_argument("--top-p", type=float)
+    sub.add_argument("--temperature", type=float)
+    sub.add_argument("--repetition-penalty", type=float)
+    sub.add_argument("--length-penalty", type=float)
+    sub.add_argument("--no-repeat-ngram-size", type=int, help="never repeat an n-gram of this size")
+    sub.add_argument("--num-beam-groups", type=int, help="diverse beam search: beams split into groups")
+    sub.add_argument("--diversity-penalty", type=float, help="with --num-beam-groups")
+    sub.add_argument("--typical-p", type=float, help="typical sampling (with --do-sample)")
+    sub.add_argument("--seed", type=int)
+
+
+def generation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line (0 is a value: `--seed 0`, `--top-k 0`; an absent flag is not)."""
+    values = {name: getattr(args, name, None) for name in GENERATION_OPTIONS}
+    return {name: value for name, value in values.items() if value is not None and value is not False}
+
+
+def run(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]]) -> None:
+    pipe = pipeline_for(args, TASKS[args.command])
+    extra = {"prompt": args.prompt} if args.command == "caption" else {"question": args.question}
+    for chunk in progress(batches(images, args.batch_size), args.progress):
+        results = pipe([image for _, image in chunk], **extra, **generation_options(args))
+        for (name, _), result in zip(chunk, results, strict=True):
+            if args.command == "caption":
+                writer.write({"file": name, "caption": result[0]["generated_text"]})
+            else:
+                writer.write({"file": name, "question": args.question, "answer": result[0]["answer"]})

@@ -1,0 +1,94 @@
+"""The `blip` command: caption, answer, match and embed images from the shell, in PyTorch or TensorFlow.
+
+    blip caption photos/ --format jsonl
+    blip vqa cat.jpg -q "how many cats are there?"
+    blip match cat.jpg -t "a cat" "a dog"
+    blip embed cat.jpg dog.jpg        blip embed --text "a cat" "a dog"
+
+Exit codes: 0 every input done, 1 some inputs failed (reported on stderr and skipped),
+2 nothing could be done: a usage, model or network problem, or no image to work on (an empty
+folder, or no input readable as an image); one line on stderr says which, and stdout stays empty.
+
+TensorFlow's, XLA's and absl's C++ log lines (oneDNN notices, CPU-feature and CUDA probing) are
+kept off stderr unless `--verbose` is given.
+
+Each sub-command is a module of this package with `add_parsers(commands)` and `run(...)`; a new one is
+added to `SUB_COMMANDS` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from blip_core.cli import demo, embed, generate, match
+from blip_core.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    IMAGE_SUFFIXES,
+    UsageError,
+    Writer,
+    empty_folders,
+    expand_inputs,
+    load_images,
+    one_line,
+)
+from blip_core.io.native_logs import quiet_native_logs
+
+SUB_COMMANDS = (generate, match, embed, demo)  # in the order `blip --help` lists them
+MODEL_COMMANDS = {name: module for module in (generate, match, embed) for name in module.FIELDS}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blip", description="BLIP in PyTorch or TensorFlow, from the shell.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for module in SUB_COMMANDS:
+        module.add_parsers(commands)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"blip: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `blip` with `argv` (default: the command line); returns the exit code."""
+    args = _parser().parse_args(argv)
+    with quiet_native_logs(not args.verbose), warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning  # a sentence for the user, not a source location
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return demo.run(args)
+    try:
+        if args.command == "embed" and not args.images and not args.text:
+            raise UsageError("embed needs images or --text")
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+        texts_only = args.command == "embed" and bool(args.text)
+        names, empty = expand_inputs(args.images), empty_folders(args.images)
+        looked_for = f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
+        if empty and not names and not texts_only:
+            raise UsageError(f"no image files in {', '.join(empty)} ({looked_for})")
+        for folder in empty:
+            print(f"blip: note: no image files in {folder} ({looked_for})", file=sys.stderr)
+        images, failed = load_images(names)
+        for name, reason in failed:
+            print(f"blip: skipped {name}: {reason}", file=sys.stderr)
+        if not images and not texts_only:
+            raise UsageError("no readable images among the inputs")
+        module = MODEL_COMMANDS[args.command]
+        module.run(args, Writer(args.format, module.FIELDS[args.command]), images)
+    except (ValueError, OSError, RuntimeError, TypeError, ImportError) as err:
+        print(f"blip: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
