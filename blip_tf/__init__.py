@@ -11,13 +11,11 @@ from blip_tf.auto import (
     TFAutoModelForVisualQuestionAnswering,
     TFAutoModelForZeroShotImageClassification,
 )
+from blip_tf.captioning import TFBlipForConditionalGeneration
 from blip_tf.generation import export_for_serving
-from blip_tf.models import (
-    TFBlipForConditionalGeneration,
-    TFBlipForImageTextRetrieval,
-    TFBlipForQuestionAnswering,
-    TFBlipModel,
-)
+from blip_tf.models import TFBlipModel
+from blip_tf.question_answering import TFBlipForQuestionAnswering
+from blip_tf.retrieval import TFBlipForImageTextRetrieval
 from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel
 from blip_tf.vision import TFBlipVisionModel
 

@@ -1,4 +1,4 @@
-"""Beam search and group (diverse) beam search over the decoding state of `generation.py`.
+"""Beam search and group (diverse) beam search over the decoding state of `decoding.py`.
 Twin of `blip_torch/beam_search.py`, with the same rules and the same ids.
 
 Forced difference: each search is one `tf.while_loop` over static shapes inside
@@ -13,7 +13,7 @@ from typing import Any
 import tensorflow as tf
 
 from blip_core.generation.options import GenerationOptions, SpecialTokens
-from blip_tf.generation import TFDecoding, is_end, record, set_column, step_buffers
+from blip_tf.decoding import TFDecoding, is_end, record, set_column, step_buffers
 from blip_tf.logits_processors import TFStep, process, split_at_diversity, with_diversity
 
 NEVER = -1.0e9  # transformers' "never choose this beam" score

@@ -42,7 +42,7 @@ def _built_when_made(init: Any) -> Any:
             init(self, *args, **kwargs)
         finally:
             _CONSTRUCTING.reset(token)
-        from blip_tf.modeling_utils import _LOADING
+        from blip_tf.layers import _LOADING
 
         if not _CONSTRUCTING.get() and not _LOADING.get():
             self.build_model()

@@ -28,7 +28,7 @@ class TFStep:
     them); it is None unless a processor reads it. `diversity` (N, V) is group beam search's penalty.
     """
 
-    state: Any  # generation.TFDecoding: prompt lengths, limits, seen tokens, the prompt
+    state: Any  # decoding.TFDecoding: prompt lengths, limits, seen tokens, the prompt
     generated: tf.Tensor
     options: GenerationOptions
     tokens: SpecialTokens

@@ -20,15 +20,8 @@ from blip_core.modeling.empty_batch import vision_output as empty_vision_output
 from blip_core.modeling.interpolation import bicubic_matrix
 from blip_core.modeling.limits import check_pixel_shape, vision_tokens
 from blip_core.modeling.outputs import BaseModelOutputWithPooling
-from blip_tf.modeling_utils import (
-    TFBlipPreTrainedModel,
-    TFLinear,
-    _OwnWeights,
-    as_tensor,
-    attend,
-    get_activation,
-    initializer,
-)
+from blip_tf.layers import TFLinear, _OwnWeights, attend, get_activation, initializer
+from blip_tf.modeling_utils import TFBlipPreTrainedModel, as_tensor
 
 
 class TFBlipVisionEmbeddings(_OwnWeights, keras.layers.Layer):

@@ -11,12 +11,10 @@ from blip_torch.auto import (
     AutoModelForVisualQuestionAnswering,
     AutoModelForZeroShotImageClassification,
 )
-from blip_torch.models import (
-    BlipForConditionalGeneration,
-    BlipForImageTextRetrieval,
-    BlipForQuestionAnswering,
-    BlipModel,
-)
+from blip_torch.captioning import BlipForConditionalGeneration
+from blip_torch.models import BlipModel
+from blip_torch.question_answering import BlipForQuestionAnswering
+from blip_torch.retrieval import BlipForImageTextRetrieval
 from blip_torch.text import BlipTextLMHeadModel, BlipTextModel
 from blip_torch.vision import BlipVisionModel
 

@@ -1,4 +1,4 @@
-"""Beam search and group (diverse) beam search over the decoding state of `generation.py`.
+"""Beam search and group (diverse) beam search over the decoding state of `decoding.py`.
 
 `beam_search` is `transformers` 4.57's vectorised beam search (optionally
 sampling the candidates); `group_beam_search` is 4.56's diverse beam search
@@ -17,7 +17,8 @@ import torch
 
 from blip_core.generation.options import GenerationOptions, SpecialTokens
 from blip_core.modeling.outputs import GenerateBeamDecoderOnlyOutput
-from blip_torch.generation import Decoding, is_end, out_of_time, random_generator
+from blip_torch.decoding import Decoding, is_end
+from blip_torch.generation import out_of_time, random_generator
 from blip_torch.logits_processors import Step, process, split_at_diversity, with_diversity
 
 NEVER = -1.0e9  # transformers' "never choose this beam" score

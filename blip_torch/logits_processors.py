@@ -27,7 +27,7 @@ class Step:
     them); it is None unless a processor reads it. `diversity` (N, V) is group beam search's penalty.
     """
 
-    state: Any  # generation.Decoding: prompt lengths, limits, seen tokens, the prompt
+    state: Any  # decoding.Decoding: prompt lengths, limits, seen tokens, the prompt
     generated: int
     options: GenerationOptions
     tokens: SpecialTokens

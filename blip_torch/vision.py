@@ -21,7 +21,8 @@ from blip_core.modeling.empty_batch import vision_output as empty_vision_output
 from blip_core.modeling.interpolation import bicubic_matrix
 from blip_core.modeling.limits import check_pixel_shape, vision_tokens
 from blip_core.modeling.outputs import BaseModelOutputWithPooling
-from blip_torch.modeling_utils import BlipPreTrainedModel, Linear, attend, get_activation
+from blip_torch.layers import Linear, attend, get_activation
+from blip_torch.modeling_utils import BlipPreTrainedModel
 
 
 class BlipVisionEmbeddings(nn.Module):

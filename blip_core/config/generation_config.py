@@ -427,7 +427,7 @@ def find_generation_config(
 def read_generation_json(path: str | os.PathLike) -> dict[str, Any]:
     """Parse a generation config file; `OSError` naming the file when it is unreadable, too large, nested too
     deeply or not a JSON object (`transformers` raises OSError for a file that is not JSON)."""
-    from blip_core.config.configuration import read_config_json
+    from blip_core.config.json_files import read_config_json
 
     try:
         return read_config_json(Path(path))

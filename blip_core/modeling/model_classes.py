@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from blip_core.config.configuration import read_config_json
+from blip_core.config.json_files import read_config_json
 from blip_core.io.hub import resolve_file
 from blip_core.weights.names import MODEL_CLASSES
 

@@ -286,7 +286,7 @@ def resolve_image_processor_file(name_or_path: str | os.PathLike, kwargs: dict[s
 
 
 def read_image_processor_config(path: Path) -> dict[str, Any]:
-    from blip_core.config.configuration import read_config_json
+    from blip_core.config.json_files import read_config_json
 
     return read_config_json(path)
 

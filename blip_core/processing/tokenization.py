@@ -507,6 +507,6 @@ def _to_numpy(values: Any) -> Any:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    from blip_core.config.configuration import read_config_json
+    from blip_core.config.json_files import read_config_json
 
     return read_config_json(path)

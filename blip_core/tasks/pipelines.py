@@ -277,7 +277,7 @@ def _architecture(source: Any, hub: dict[str, Any]) -> str | None:
     """The BLIP class a checkpoint (or loaded model) declares."""
     if not isinstance(source, (str, os.PathLike)):
         return type(source).__name__.removeprefix("TF")
-    from blip_core.config.configuration import read_config_json
+    from blip_core.config.json_files import read_config_json
     from blip_core.io.hub import resolve_file
 
     declared = read_config_json(resolve_file(source, "config.json", **hub)).get("architectures") or []

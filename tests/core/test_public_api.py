@@ -113,3 +113,35 @@ def test_every_import_in_the_docs_runs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", "imports in the docs that fail (or use a 0.1 path):\n" + out.stdout
+
+
+TREE_MOVES = {
+    "blip_torch.models": ("BlipForConditionalGeneration", "blip_torch.captioning"),
+    "blip_torch.text": ("BlipTextLayer", "blip_torch.text_layers"),
+    "blip_torch.modeling_utils": ("Linear", "blip_torch.layers"),
+    "blip_torch.generation": ("decoder_step", "blip_torch.decoding"),
+    "blip_tf.models": ("TFBlipForQuestionAnswering", "blip_tf.question_answering"),
+    "blip_tf.text": ("TFBlipTextSelfAttention", "blip_tf.text_layers"),
+    "blip_tf.modeling_utils": ("attend", "blip_tf.layers"),
+    "blip_tf.generation": ("set_row", "blip_tf.decoding"),
+}
+
+
+@pytest.mark.parametrize("old", sorted(TREE_MOVES))
+def test_names_moved_within_a_tree_import_from_their_old_module(old):
+    name, new = TREE_MOVES[old]
+    with pytest.warns(DeprecationWarning, match=f"{old}.{name} moved to {new}.{name}"):
+        moved = getattr(importlib.import_module(old), name)
+    assert moved is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        importlib.import_module(old).no_such_name  # noqa: B018
+
+
+def test_a_pickle_naming_an_old_module_loads():
+    """A whole model pickled (torch.save) before the split names its classes by their old modules."""
+    import pickle
+
+    from blip_torch.captioning import BlipForConditionalGeneration
+
+    with pytest.warns(DeprecationWarning):
+        assert pickle.loads(b"cblip_torch.models\nBlipForConditionalGeneration\n.") is BlipForConditionalGeneration

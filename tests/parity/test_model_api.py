@@ -104,7 +104,7 @@ def test_output_embeddings_get_and_set(framework):
         logits = model(pixel_values=torch.from_numpy(pixels), input_ids=torch.from_numpy(ids)).logits.detach().numpy()
     else:
         vocab = head.out_features
-        zero = blip_tf.modeling_utils.TFLinear(head.in_features, vocab)
+        zero = blip_tf.layers.TFLinear(head.in_features, vocab)
         zero.build()
         zero.kernel.assign(np.zeros(zero.kernel.shape, np.float32))
         zero.bias.assign(np.full((vocab,), 2.0, np.float32))

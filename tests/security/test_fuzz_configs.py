@@ -22,7 +22,6 @@ import pytest
 from hypothesis import strategies as st
 
 from blip_core.config.configuration import (
-    MAX_JSON_BYTES,
     MAX_PARAMETERS,
     BlipConfig,
     BlipTextConfig,
@@ -30,6 +29,7 @@ from blip_core.config.configuration import (
     estimated_parameters,
 )
 from blip_core.config.generation_config import GenerationConfig
+from blip_core.config.json_files import MAX_JSON_BYTES
 from blip_core.processing.image_processing import BlipImageProcessor
 from blip_core.processing.tokenization import BlipTokenizer
 from tests.security.fuzzing import run_examples

@@ -167,7 +167,7 @@ def test_prompt_count_must_match_images(captioner):
 def test_dispatch_free_step_equals_module_forward(answerer, group):
     """`decoder_step` (used by generate) gives the module path's logits: padded rows, masked question, beams."""
     from blip_core.generation.options import GenerationOptions
-    from blip_torch.generation import start
+    from blip_torch.decoding import start
 
     decoder = answerer.text_decoder
     states = torch.randn(2, 6, decoder.config.encoder_hidden_size, generator=torch.Generator().manual_seed(0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blip_torch.modeling_utils import Linear
+from blip_torch.layers import Linear
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -1,0 +1,173 @@
+"""Visual question answering in Keras 3 (`TFBlipForQuestionAnswering`): the question encoded with
+cross-attention to the image, the answer decoder's loss, and `generate` through `generation.py`
+(the question encoder runs as a cached graph function). The shared helpers are in `models.py`.
+Twin of `blip_torch/question_answering.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from blip_core.config.configuration import BlipConfig, check_vqa_widths
+from blip_core.config.model_constants import IGNORE_INDEX
+from blip_core.generation.options import special_tokens
+from blip_core.modeling.limits import check_answers, check_text_length
+from blip_core.modeling.limits import check_pairing as _check_pairing
+from blip_core.modeling.outputs import BlipTextVisionModelOutput
+from blip_tf.generation import TFGenerationMixin, empty_output
+from blip_tf.generation import generate as decode
+from blip_tf.modeling_utils import TFBlipPreTrainedModel, as_tensor, inference_function, pixel_signature
+from blip_tf.models import _batch_size, _flags, _image_features, _prefixed
+from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel
+from blip_tf.vision import TFBlipVisionModel
+
+
+class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
+    """Visual question answering in Keras 3; twin of `blip_torch.BlipForQuestionAnswering`."""
+
+    config_class = BlipConfig
+
+    def __init__(self, config: BlipConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        check_vqa_widths(config)
+        self.vision_model = TFBlipVisionModel(config.vision_config, name="vision_model")
+        self.text_encoder = TFBlipTextModel(config.text_config, add_pooling_layer=False, name="text_encoder")
+        self.text_decoder = TFBlipTextLMHeadModel(config.text_config, name="text_decoder")
+        self.decoder_pad_token_id = config.text_config.pad_token_id
+        self.decoder_start_token_id = config.text_config.bos_token_id
+        self.post_init()
+
+    def build(self, input_shape: Any = None) -> None:
+        for layer in (self.vision_model, self.text_encoder, self.text_decoder):
+            layer.build()
+
+    def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
+        self.text_decoder.tie_weights(_prefixed(untied, "text_decoder."))
+
+    def untied_names(self) -> frozenset[str]:
+        return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
+
+    def get_input_embeddings(self) -> keras.layers.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
+        self.text_encoder.set_input_embeddings(value)
+
+    def _question_embeds(
+        self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, training=False, **vision_kwargs
+    ):
+        if input_ids is None:
+            raise ValueError("TFBlipForQuestionAnswering needs input_ids (the question) and pixel_values")
+        input_ids = as_tensor(input_ids)
+        vision_outputs = _image_features(
+            self, pixel_values, interpolate_pos_encoding, training=training, **vision_kwargs
+        )
+        _check_pairing(vision_outputs.last_hidden_state.shape[0], input_ids.shape[0])
+        question_embeds = self.text_encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=vision_outputs.last_hidden_state,
+            return_dict=True,
+            training=training,
+        ).last_hidden_state
+        return vision_outputs, question_embeds
+
+    def call(
+        self,
+        input_ids: Any = None,
+        pixel_values: Any = None,
+        decoder_input_ids: Any = None,
+        decoder_attention_mask: Any = None,
+        attention_mask: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        labels: Any = None,
+        return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+        training: bool = False,
+    ) -> BlipTextVisionModelOutput | tuple:
+        if isinstance(input_ids, dict):  # Keras fit passes the batch dict as the first argument
+            return self.call(**input_ids, training=training)
+        output_attentions, output_hidden_states, return_dict = _flags(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
+        if labels is None and decoder_input_ids is None:
+            raise ValueError(
+                "pass decoder_input_ids (answers) or labels to TFBlipForQuestionAnswering.call; "
+                "use generate() to answer"
+            )
+        vision_outputs, question_embeds = self._question_embeds(
+            input_ids,
+            pixel_values,
+            attention_mask,
+            interpolate_pos_encoding,
+            training=training,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        labels = as_tensor(labels)
+        if decoder_input_ids is None:  # labels double as decoder inputs; -100 becomes padding there
+            decoder_input_ids = tf.where(
+                labels == IGNORE_INDEX, tf.cast(self.decoder_pad_token_id, labels.dtype), labels
+            )
+        check_answers(question_embeds.shape[0], as_tensor(decoder_input_ids).shape[0])
+        answer_output = self.text_decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=question_embeds,
+            encoder_attention_mask=attention_mask,
+            labels=labels,
+            return_dict=True,
+            reduction="mean",
+            training=training,
+        )
+        loss = tf.reduce_mean(answer_output.loss) if labels is not None else None
+        output = BlipTextVisionModelOutput(
+            loss,
+            vision_outputs.last_hidden_state,
+            vision_outputs.last_hidden_state,
+            vision_outputs.hidden_states,
+            vision_outputs.attentions,
+            answer_output.logits,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def generate(
+        self,
+        input_ids: Any,
+        pixel_values: Any,
+        attention_mask: Any = None,
+        interpolate_pos_encoding: bool = False,
+        **generate_kwargs: Any,
+    ) -> Any:
+        """Answer questions about images; int32 ids (batch * num_return_sequences, length) begin with BOS.
+
+        Takes the options `TFBlipForConditionalGeneration.generate` takes.
+        """
+        options = self.generation_options(generate_kwargs, "tf")
+        tokens = special_tokens(options, self.config.text_config, self.decoder_start_token_id)
+        if input_ids is None:
+            raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
+        input_ids, pixel_values = as_tensor(input_ids, tf.int32), as_tensor(pixel_values, tf.float32)
+        images, questions = _batch_size(pixel_values, "pixel_values"), _batch_size(input_ids, "input_ids")
+        _check_pairing(images, questions)
+        check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
+        if not questions or not images:
+            return empty_output(options)
+        mask = tf.ones_like(input_ids) if attention_mask is None else as_tensor(attention_mask, tf.int32)
+        encode = inference_function(
+            self,
+            ("questions", interpolate_pos_encoding, *pixel_values.shape[1:]),
+            lambda: lambda ids, pixels, mask: self._question_embeds(ids, pixels, mask, interpolate_pos_encoding)[1],
+            [
+                tf.TensorSpec((None, None), tf.int32),
+                pixel_signature(pixel_values),
+                tf.TensorSpec((None, None), tf.int32),
+            ],
+        )
+        question_embeds = encode(input_ids, pixel_values, mask)
+        rows = [[tokens.start] for _ in range(question_embeds.shape[0])]
+        return decode(self.text_decoder, rows, question_embeds, mask, options, tokens)

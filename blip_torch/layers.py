@@ -1,0 +1,148 @@
+"""The building blocks every PyTorch sub-network uses: `Linear` (faster CPU inference paths, same
+parameters and math as `nn.Linear`), attention over additive masks, activations by config name and the
+additive mask itself. Imports nothing of the model base class (`modeling_utils.py` imports this).
+Twin of `blip_tf/layers.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from blip_core.config.model_constants import MASK_FILL_VALUE, activation_name
+
+_ACTIVATIONS = {
+    "gelu_erf": lambda x: nn.functional.gelu(x),
+    "gelu_tanh": lambda x: nn.functional.gelu(x, approximate="tanh"),
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "silu": nn.functional.silu,
+}
+
+
+# Decoding multiplies a few rows by each weight: memory-bound products that MKL's GEMM runs
+# poorly on CPUs. One row: the weight is split in two halves, one streamed by each core. A few
+# rows (beams, batches): oneDNN's matmul, up to 1.7x faster than MKL's there (the LM head).
+ONEDNN_MAX_ROWS = 256
+# CPUs without AMX or AVX512-BF16 emulate bf16/fp16 matrix products slowly; there, only the
+# memory-bound few-row products stay in the low precision, larger ones compute in float32 (the
+# same math: low-precision values are exact in float32, and the products accumulate in float32).
+NATIVE_LOW_PRECISION_ROWS = 4
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_low_precision_units() -> bool:
+    """AMX tiles or AVX512-BF16: bf16 matrix products run natively."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def _emulated(tensor: torch.Tensor) -> bool:
+    return tensor.dtype in LOW_PRECISION and tensor.device.type == "cpu" and not cpu_has_low_precision_units()
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` with faster CPU inference paths; same parameters, names and math.
+
+    Without autograd, float32: one row (decoding) streams each half of the weight on its own
+    core; up to `ONEDNN_MAX_ROWS` rows (beams) go through oneDNN's matmul. Low precision on CPUs
+    without bf16 units: large products compute in float32.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not input.numel():  # an empty batch never reaches a kernel (oneDNN's may mishandle 0 rows)
+            return input.new_zeros(*input.shape[:-1], self.out_features)
+        weight = self.weight
+        if weight.dtype == torch.float32:
+            if (
+                input.is_cpu
+                and input.dim() > 1
+                and input.numel() <= ONEDNN_MAX_ROWS * self.in_features
+                and not torch.is_grad_enabled()
+                and input.dtype == torch.float32
+                and weight.is_contiguous()
+            ):
+                if input.numel() == self.in_features and not self.out_features % 2:
+                    return self._split_gemv(input)
+                out = _onednn_linear(input, weight, self.bias) if input.is_contiguous() else None
+                if out is not None:
+                    return out
+            return nn.functional.linear(input, weight, self.bias)
+        if _emulated(weight):
+            if input.numel() <= NATIVE_LOW_PRECISION_ROWS * self.in_features:
+                return nn.functional.linear(input, weight, self.bias)
+            bias = self.bias
+            out = nn.functional.linear(input.float(), weight.float(), None if bias is None else bias.float())
+            return out.to(weight.dtype)
+        return nn.functional.linear(input, weight, self.bias)
+
+    def _split_gemv(self, input: torch.Tensor) -> torch.Tensor:
+        """One row: each half of the weight streamed by its own core, (2, 1, I) @ (2, I, O/2)."""
+        halves = self.weight.view(2, self.out_features // 2, self.in_features).transpose(1, 2)  # (2, I, O/2)
+        out = torch.bmm(input.reshape(1, 1, self.in_features).expand(2, 1, -1), halves)  # (2, 1, O/2)
+        out = out.view(*input.shape[:-1], self.out_features)
+        return out if self.bias is None else out + self.bias
+
+
+_ONEDNN = {"usable": hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()}
+
+
+def _onednn_linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """oneDNN's fp32 matmul (the op PyTorch's own compiler emits for CPU linears); None where unavailable."""
+    if not _ONEDNN["usable"]:
+        return None
+    try:
+        return torch.ops.mkldnn._linear_pointwise(input, weight, bias, "none", [], "")
+    except (RuntimeError, NotImplementedError):  # a build without this kernel: never try again
+        _ONEDNN["usable"] = False
+        return None
+
+
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout: float,
+    output_attentions: bool,
+    scale: float | None = None,
+    group: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention (B, H, T, D) -> (context, probabilities if asked); `mask` is additive.
+
+    With `group` > 1, every `group` consecutive query rows share one row of keys/values (the beams
+    of one image): those rows are folded into the query axis, so the keys/values are never copied.
+    """
+    if group > 1:
+        batch, heads, length, size = query.shape
+        folded = query.view(batch // group, group, heads, length, size).transpose(1, 2)
+        folded = folded.reshape(batch // group, heads, group * length, size)  # (B, H, G*T, D)
+        context, weights = attend(folded, key, value, mask, dropout, output_attentions, scale)
+        context = context.view(batch // group, heads, group, length, size).transpose(1, 2)
+        return context.reshape(batch, heads, length, size), weights  # (B*G, H, T, D)
+    dtype = query.dtype
+    if _emulated(query):
+        query, key, value = query.float(), key.float(), value.float()
+        mask = None if mask is None else mask.float()
+    if output_attentions:
+        scores = query @ key.transpose(-1, -2) * (query.shape[-1] ** -0.5 if scale is None else scale)
+        weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
+        context = nn.functional.dropout(weights, dropout, training=dropout > 0) @ value
+        return context.to(dtype), weights.to(dtype)
+    context = nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=dropout, scale=scale
+    )
+    return context.to(dtype), None
+
+
+def get_activation(hidden_act: str):
+    """The activation function a config names."""
+    return _ACTIVATIONS[activation_name(hidden_act)]
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A 0/1 keep-mask as the additive mask BLIP uses: 0 where kept, -10000 where masked."""
+    return (1.0 - mask.to(dtype)) * MASK_FILL_VALUE

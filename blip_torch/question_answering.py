@@ -1,0 +1,148 @@
+"""Visual question answering (`BlipForQuestionAnswering`, REFERENCE §6.4): the question encoded with
+cross-attention to the image, the answer decoder's loss, and `generate` through `generation.py`.
+The shared helpers are in `models.py`. Twin of `blip_tf/question_answering.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from blip_core.config.configuration import BlipConfig, check_vqa_widths
+from blip_core.config.model_constants import IGNORE_INDEX
+from blip_core.generation.options import special_tokens
+from blip_core.modeling.limits import check_answers, check_text_length
+from blip_core.modeling.limits import check_pairing as _check_pairing
+from blip_core.modeling.outputs import BlipTextVisionModelOutput
+from blip_torch.generation import GenerationMixin, empty_output
+from blip_torch.generation import generate as decode
+from blip_torch.modeling_utils import BlipPreTrainedModel
+from blip_torch.models import _batch_size, _flags, _image_features, _prefixed
+from blip_torch.text import BlipTextLMHeadModel, BlipTextModel
+from blip_torch.vision import BlipVisionModel
+
+
+class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
+    """Visual question answering (`transformers.BlipForQuestionAnswering`).
+
+    >>> answer_ids = model.generate(input_ids=question_ids, pixel_values=pixels)  # doctest: +SKIP
+    """
+
+    config_class = BlipConfig
+
+    def __init__(self, config: BlipConfig) -> None:
+        super().__init__(config)
+        check_vqa_widths(config)
+        self.vision_model = BlipVisionModel(config.vision_config)
+        self.text_encoder = BlipTextModel(config.text_config, add_pooling_layer=False)
+        self.text_decoder = BlipTextLMHeadModel(config.text_config)
+        self.decoder_pad_token_id = config.text_config.pad_token_id
+        self.decoder_start_token_id = config.text_config.bos_token_id
+        self.post_init()
+
+    def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
+        self.text_decoder.tie_weights(_prefixed(untied, "text_decoder."))
+
+    def untied_names(self) -> frozenset[str]:
+        return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_encoder.set_input_embeddings(value)
+
+    def _question_embeds(self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, **vision_kwargs):
+        if input_ids is None:
+            raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
+        vision_outputs = _image_features(self, pixel_values, interpolate_pos_encoding, **vision_kwargs)
+        _check_pairing(vision_outputs.last_hidden_state.shape[0], input_ids.shape[0])
+        question_embeds = self.text_encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=vision_outputs.last_hidden_state,
+            return_dict=True,
+        ).last_hidden_state
+        return vision_outputs, question_embeds
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> BlipTextVisionModelOutput | tuple:
+        output_attentions, output_hidden_states, return_dict = _flags(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
+        if labels is None and decoder_input_ids is None:
+            raise ValueError(
+                "pass decoder_input_ids (answers) or labels to BlipForQuestionAnswering.forward; "
+                "use generate() to answer"
+            )
+        vision_outputs, question_embeds = self._question_embeds(
+            input_ids,
+            pixel_values,
+            attention_mask,
+            interpolate_pos_encoding,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        if decoder_input_ids is None:  # labels double as decoder inputs; -100 becomes padding there
+            decoder_input_ids = labels.masked_fill(labels == IGNORE_INDEX, self.decoder_pad_token_id)
+        check_answers(question_embeds.shape[0], decoder_input_ids.shape[0])
+        answer_output = self.text_decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=question_embeds,
+            encoder_attention_mask=attention_mask,
+            labels=labels,
+            return_dict=True,
+            reduction="mean",
+        )
+        loss = answer_output.loss.mean() if labels is not None else None
+        output = BlipTextVisionModelOutput(
+            loss,
+            vision_outputs.last_hidden_state,
+            vision_outputs.last_hidden_state,
+            vision_outputs.hidden_states,
+            vision_outputs.attentions,
+            answer_output.logits,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        **generate_kwargs: Any,
+    ) -> Any:
+        """Answer questions about images; ids (batch * num_return_sequences, length) begin with BOS.
+
+        Takes the options `BlipForConditionalGeneration.generate` takes.
+        """
+        options = self.generation_options(generate_kwargs, "pt")
+        tokens = special_tokens(options, self.config.text_config, self.decoder_start_token_id)
+        if input_ids is None:
+            raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
+        images, questions = _batch_size(pixel_values, "pixel_values"), _batch_size(input_ids, "input_ids")
+        _check_pairing(images, questions)
+        check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
+        if not questions or not images:
+            return empty_output(options, input_ids.device)
+        with torch.no_grad():
+            _, question_embeds = self._question_embeds(
+                input_ids, pixel_values, attention_mask, interpolate_pos_encoding
+            )
+        rows = [[tokens.start] for _ in range(question_embeds.shape[0])]
+        return decode(self.text_decoder, rows, question_embeds, attention_mask, options, tokens)
