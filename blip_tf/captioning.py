@@ -19,7 +19,7 @@ from blip_core.modeling.outputs import BlipForConditionalGenerationModelOutput
 from blip_tf.generation import TFGenerationMixin, empty_output
 from blip_tf.generation import generate as decode
 from blip_tf.modeling_utils import TFBlipPreTrainedModel, as_tensor, inference_function, pixel_signature
-from blip_tf.models import _batch_size, _flags, _image_features, _prefixed, _to_numpy
+from blip_tf.models import as_numpy, batch_size_of, image_features, output_flags, prefixed
 from blip_tf.text import TFBlipTextLMHeadModel
 from blip_tf.vision import TFBlipVisionModel
 
@@ -46,7 +46,7 @@ class TFBlipForConditionalGeneration(TFGenerationMixin, TFBlipPreTrainedModel):
         self.text_decoder.build()
 
     def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
-        self.text_decoder.tie_weights(_prefixed(untied, "text_decoder."))
+        self.text_decoder.tie_weights(prefixed(untied, "text_decoder."))
 
     def untied_names(self) -> frozenset[str]:
         return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
@@ -71,14 +71,14 @@ class TFBlipForConditionalGeneration(TFGenerationMixin, TFBlipPreTrainedModel):
     ) -> BlipForConditionalGenerationModelOutput | tuple:
         if isinstance(pixel_values, dict):  # Keras fit passes the batch dict as the first argument
             return self.call(**pixel_values, training=training)
-        output_attentions, output_hidden_states, return_dict = _flags(
+        output_attentions, output_hidden_states, return_dict = output_flags(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         if input_ids is None:
             raise ValueError(
                 "TFBlipForConditionalGeneration.call needs input_ids (the caption); use generate() to caption"
             )
-        vision_outputs = _image_features(
+        vision_outputs = image_features(
             self,
             pixel_values,
             interpolate_pos_encoding,
@@ -123,9 +123,9 @@ class TFBlipForConditionalGeneration(TFGenerationMixin, TFBlipPreTrainedModel):
         text = self.config.text_config
         tokens = special_tokens(options, text)
         pixel_values = as_tensor(pixel_values, tf.float32)
-        images = _batch_size(pixel_values, "pixel_values")
+        images = batch_size_of(pixel_values, "pixel_values")
         rows = prompt_rows(
-            _to_numpy(input_ids), _to_numpy(attention_mask), images, tokens.start, CLS_TOKEN_ID, text.sep_token_id
+            as_numpy(input_ids), as_numpy(attention_mask), images, tokens.start, CLS_TOKEN_ID, text.sep_token_id
         )
         for row in rows:  # a prompt too long fails here, before any kernel runs
             options.check_room(len(row), text.max_position_embeddings)
@@ -134,7 +134,7 @@ class TFBlipForConditionalGeneration(TFGenerationMixin, TFBlipPreTrainedModel):
         encode = inference_function(
             self,
             ("images", interpolate_pos_encoding, *pixel_values.shape[1:]),
-            lambda: lambda pixels: _image_features(self, pixels, interpolate_pos_encoding).last_hidden_state,
+            lambda: lambda pixels: image_features(self, pixels, interpolate_pos_encoding).last_hidden_state,
             [pixel_signature(pixel_values)],
         )
         image_embeds = encode(pixel_values)

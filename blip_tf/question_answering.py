@@ -20,7 +20,7 @@ from blip_core.modeling.outputs import BlipTextVisionModelOutput
 from blip_tf.generation import TFGenerationMixin, empty_output
 from blip_tf.generation import generate as decode
 from blip_tf.modeling_utils import TFBlipPreTrainedModel, as_tensor, inference_function, pixel_signature
-from blip_tf.models import _batch_size, _flags, _image_features, _prefixed
+from blip_tf.models import batch_size_of, image_features, output_flags, prefixed
 from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel
 from blip_tf.vision import TFBlipVisionModel
 
@@ -45,7 +45,7 @@ class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
             layer.build()
 
     def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
-        self.text_decoder.tie_weights(_prefixed(untied, "text_decoder."))
+        self.text_decoder.tie_weights(prefixed(untied, "text_decoder."))
 
     def untied_names(self) -> frozenset[str]:
         return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
@@ -62,7 +62,7 @@ class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
         if input_ids is None:
             raise ValueError("TFBlipForQuestionAnswering needs input_ids (the question) and pixel_values")
         input_ids = as_tensor(input_ids)
-        vision_outputs = _image_features(
+        vision_outputs = image_features(
             self, pixel_values, interpolate_pos_encoding, training=training, **vision_kwargs
         )
         _check_pairing(vision_outputs.last_hidden_state.shape[0], input_ids.shape[0])
@@ -91,7 +91,7 @@ class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
     ) -> BlipTextVisionModelOutput | tuple:
         if isinstance(input_ids, dict):  # Keras fit passes the batch dict as the first argument
             return self.call(**input_ids, training=training)
-        output_attentions, output_hidden_states, return_dict = _flags(
+        output_attentions, output_hidden_states, return_dict = output_flags(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         if labels is None and decoder_input_ids is None:
@@ -152,7 +152,7 @@ class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
         if input_ids is None:
             raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
         input_ids, pixel_values = as_tensor(input_ids, tf.int32), as_tensor(pixel_values, tf.float32)
-        images, questions = _batch_size(pixel_values, "pixel_values"), _batch_size(input_ids, "input_ids")
+        images, questions = batch_size_of(pixel_values, "pixel_values"), batch_size_of(input_ids, "input_ids")
         _check_pairing(images, questions)
         check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
         if not questions or not images:

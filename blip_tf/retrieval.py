@@ -15,7 +15,7 @@ from blip_core.modeling.limits import check_pairing as _check_pairing
 from blip_core.modeling.outputs import BlipImageTextMatchingModelOutput
 from blip_tf.layers import TFLinear
 from blip_tf.modeling_utils import TFBlipPreTrainedModel, as_tensor
-from blip_tf.models import _flags, _image_features
+from blip_tf.models import image_features, output_flags
 from blip_tf.text import TFBlipTextModel
 from blip_tf.vision import TFBlipVisionModel
 
@@ -75,13 +75,13 @@ class TFBlipForImageTextRetrieval(TFBlipPreTrainedModel):
     ) -> BlipImageTextMatchingModelOutput | tuple:
         if isinstance(input_ids, dict):  # Keras fit passes the batch dict as the first argument
             return self.call(**input_ids, training=training)
-        output_attentions, output_hidden_states, return_dict = _flags(
+        output_attentions, output_hidden_states, return_dict = output_flags(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         if input_ids is None:
             raise ValueError("TFBlipForImageTextRetrieval needs input_ids and pixel_values")
         input_ids = as_tensor(input_ids)
-        vision_outputs = _image_features(
+        vision_outputs = image_features(
             self,
             pixel_values,
             interpolate_pos_encoding,

@@ -19,7 +19,7 @@ from blip_core.modeling.outputs import BlipForConditionalGenerationModelOutput
 from blip_torch.generation import GenerationMixin, empty_output
 from blip_torch.generation import generate as decode
 from blip_torch.modeling_utils import BlipPreTrainedModel
-from blip_torch.models import _batch_size, _flags, _image_features, _prefixed, _to_numpy
+from blip_torch.models import as_numpy, batch_size_of, image_features, output_flags, prefixed
 from blip_torch.text import BlipTextLMHeadModel
 from blip_torch.vision import BlipVisionModel
 
@@ -43,7 +43,7 @@ class BlipForConditionalGeneration(GenerationMixin, BlipPreTrainedModel):
         self.post_init()
 
     def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
-        self.text_decoder.tie_weights(_prefixed(untied, "text_decoder."))
+        self.text_decoder.tie_weights(prefixed(untied, "text_decoder."))
 
     def untied_names(self) -> frozenset[str]:
         return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
@@ -65,14 +65,14 @@ class BlipForConditionalGeneration(GenerationMixin, BlipPreTrainedModel):
         return_dict: bool | None = None,
         interpolate_pos_encoding: bool = False,
     ) -> BlipForConditionalGenerationModelOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = _flags(
+        output_attentions, output_hidden_states, return_dict = output_flags(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         if input_ids is None:
             raise ValueError(
                 "BlipForConditionalGeneration.forward needs input_ids (the caption); use generate() to caption"
             )
-        vision_outputs = _image_features(
+        vision_outputs = image_features(
             self,
             pixel_values,
             interpolate_pos_encoding,
@@ -115,14 +115,14 @@ class BlipForConditionalGeneration(GenerationMixin, BlipPreTrainedModel):
         options = self.generation_options(generate_kwargs, "pt")
         text = self.config.text_config
         tokens = special_tokens(options, text)
-        images = _batch_size(pixel_values, "pixel_values")
+        images = batch_size_of(pixel_values, "pixel_values")
         rows = prompt_rows(
-            _to_numpy(input_ids), _to_numpy(attention_mask), images, tokens.start, CLS_TOKEN_ID, text.sep_token_id
+            as_numpy(input_ids), as_numpy(attention_mask), images, tokens.start, CLS_TOKEN_ID, text.sep_token_id
         )
         for row in rows:  # a prompt too long fails here, before any kernel runs
             options.check_room(len(row), text.max_position_embeddings)
         if not rows:
             return empty_output(options, pixel_values.device)
         with torch.no_grad():
-            image_embeds = _image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
+            image_embeds = image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
         return decode(self.text_decoder, rows, image_embeds, None, options, tokens)

@@ -23,11 +23,11 @@ from blip_torch.text import BlipTextModel
 from blip_torch.vision import BlipVisionModel
 
 
-def _prefixed(untied: frozenset[str], prefix: str) -> frozenset[str]:
+def prefixed(untied: frozenset[str], prefix: str) -> frozenset[str]:
     return frozenset(name[len(prefix) :] for name in untied if name.startswith(prefix))
 
 
-def _image_features(model: BlipPreTrainedModel, pixel_values: Any, interpolate_pos_encoding: bool, **kwargs: Any):
+def image_features(model: BlipPreTrainedModel, pixel_values: Any, interpolate_pos_encoding: bool, **kwargs: Any):
     if pixel_values is None:
         raise ValueError(f"{type(model).__name__} needs pixel_values of shape (batch, 3, height, width)")
     return model.vision_model(
@@ -35,7 +35,7 @@ def _image_features(model: BlipPreTrainedModel, pixel_values: Any, interpolate_p
     )
 
 
-def _flags(config: BlipConfig, output_attentions: Any, output_hidden_states: Any, return_dict: Any) -> tuple:
+def output_flags(config: BlipConfig, output_attentions: Any, output_hidden_states: Any, return_dict: Any) -> tuple:
     return (
         config.output_attentions if output_attentions is None else output_attentions,
         config.output_hidden_states if output_hidden_states is None else output_hidden_states,
@@ -101,7 +101,7 @@ class BlipModel(BlipPreTrainedModel):
         self, pixel_values: torch.Tensor, return_dict: Any = None, interpolate_pos_encoding: bool = False
     ) -> torch.Tensor:
         """Unnormalised image embeddings: `visual_projection` of the pooled vision output."""
-        vision_outputs = _image_features(self, pixel_values, interpolate_pos_encoding)
+        vision_outputs = image_features(self, pixel_values, interpolate_pos_encoding)
         return self.visual_projection(vision_outputs.pooler_output)
 
     def get_multimodal_features(
@@ -112,7 +112,7 @@ class BlipModel(BlipPreTrainedModel):
         interpolate_pos_encoding: bool = False,
     ) -> torch.Tensor:
         """Text attending to the image, projected: `text_projection` of the pooled multimodal output."""
-        image_embeds = _image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
+        image_embeds = image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
         text_outputs = self.text_model(
             input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds, return_dict=True
         )
@@ -130,7 +130,7 @@ class BlipModel(BlipPreTrainedModel):
         return_dict: bool | None = None,
         interpolate_pos_encoding: bool = False,
     ) -> BlipOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = _flags(
+        output_attentions, output_hidden_states, return_dict = output_flags(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         if input_ids is None:
@@ -138,7 +138,7 @@ class BlipModel(BlipPreTrainedModel):
         if return_loss:  # a contrastive loss needs pairs: none when either side is empty
             rows = (None if pixel_values is None else pixel_values.shape[0], input_ids.shape[0])
             check_loss_rows("the contrastive loss (return_loss=True)", *rows)
-        vision_outputs = _image_features(
+        vision_outputs = image_features(
             self,
             pixel_values,
             interpolate_pos_encoding,
@@ -164,11 +164,11 @@ class BlipModel(BlipPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
-def _to_numpy(tensor: Any) -> Any:
+def as_numpy(tensor: Any) -> Any:
     return tensor.detach().cpu().numpy() if isinstance(tensor, torch.Tensor) else tensor
 
 
-def _batch_size(values: Any, name: str) -> int:
+def batch_size_of(values: Any, name: str) -> int:
     """Rows of a (batch, ...) input, read before anything runs (generate stops early on an empty batch)."""
     shape = getattr(values, "shape", None)
     if shape is None or len(shape) < 2:

@@ -19,7 +19,7 @@ from blip_core.modeling.outputs import BlipTextVisionModelOutput
 from blip_torch.generation import GenerationMixin, empty_output
 from blip_torch.generation import generate as decode
 from blip_torch.modeling_utils import BlipPreTrainedModel
-from blip_torch.models import _batch_size, _flags, _image_features, _prefixed
+from blip_torch.models import batch_size_of, image_features, output_flags, prefixed
 from blip_torch.text import BlipTextLMHeadModel, BlipTextModel
 from blip_torch.vision import BlipVisionModel
 
@@ -43,7 +43,7 @@ class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
         self.post_init()
 
     def tie_weights(self, untied: frozenset[str] = frozenset()) -> None:
-        self.text_decoder.tie_weights(_prefixed(untied, "text_decoder."))
+        self.text_decoder.tie_weights(prefixed(untied, "text_decoder."))
 
     def untied_names(self) -> frozenset[str]:
         return frozenset("text_decoder." + name for name in self.text_decoder.untied_names())
@@ -57,7 +57,7 @@ class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
     def _question_embeds(self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, **vision_kwargs):
         if input_ids is None:
             raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
-        vision_outputs = _image_features(self, pixel_values, interpolate_pos_encoding, **vision_kwargs)
+        vision_outputs = image_features(self, pixel_values, interpolate_pos_encoding, **vision_kwargs)
         _check_pairing(vision_outputs.last_hidden_state.shape[0], input_ids.shape[0])
         question_embeds = self.text_encoder(
             input_ids=input_ids,
@@ -80,7 +80,7 @@ class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
         return_dict: bool | None = None,
         interpolate_pos_encoding: bool = False,
     ) -> BlipTextVisionModelOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = _flags(
+        output_attentions, output_hidden_states, return_dict = output_flags(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         if labels is None and decoder_input_ids is None:
@@ -135,7 +135,7 @@ class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
         tokens = special_tokens(options, self.config.text_config, self.decoder_start_token_id)
         if input_ids is None:
             raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
-        images, questions = _batch_size(pixel_values, "pixel_values"), _batch_size(input_ids, "input_ids")
+        images, questions = batch_size_of(pixel_values, "pixel_values"), batch_size_of(input_ids, "input_ids")
         _check_pairing(images, questions)
         check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
         if not questions or not images:

@@ -13,7 +13,7 @@ from blip_core.modeling.limits import check_pairing as _check_pairing
 from blip_core.modeling.outputs import BlipImageTextMatchingModelOutput
 from blip_torch.layers import Linear
 from blip_torch.modeling_utils import BlipPreTrainedModel
-from blip_torch.models import _flags, _image_features
+from blip_torch.models import image_features, output_flags
 from blip_torch.text import BlipTextModel
 from blip_torch.vision import BlipVisionModel
 
@@ -54,12 +54,12 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
         return_dict: bool | None = None,
         interpolate_pos_encoding: bool = False,
     ) -> BlipImageTextMatchingModelOutput | tuple:
-        output_attentions, output_hidden_states, return_dict = _flags(
+        output_attentions, output_hidden_states, return_dict = output_flags(
             self.config, output_attentions, output_hidden_states, return_dict
         )
         if input_ids is None:
             raise ValueError("BlipForImageTextRetrieval needs input_ids and pixel_values")
-        vision_outputs = _image_features(
+        vision_outputs = image_features(
             self,
             pixel_values,
             interpolate_pos_encoding,

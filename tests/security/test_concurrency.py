@@ -285,7 +285,7 @@ def _tensorflow_service(small_models, monkeypatch, calls_per_thread: int) -> Non
 
     service = Service("tf", small_models)
     decoder_traces = _count_calls(monkeypatch, tf_generation, "start")  # patched where the loop looks it up
-    encoder_traces = _count_calls(monkeypatch, tf_captioning, "_image_features")
+    encoder_traces = _count_calls(monkeypatch, tf_captioning, "image_features")
     # Eight threads ask at once for a shape nobody compiled yet: one trace of each function, one result.
     batch = service.processor(images=IMAGES[:2], return_tensors="np")
     interval = sys.getswitchinterval()
