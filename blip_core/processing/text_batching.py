@@ -84,10 +84,7 @@ def resolve_options(tokenizer: Any, **given: Any) -> EncodeOptions:
     return EncodeOptions(
         add_special_tokens=bool(given["add_special_tokens"]),
         padding=PADDING[padding],
-        # max_length alone truncates, longest first (transformers does so with a warning)
-        truncation=("longest_first" if max_length is not None else None)
-        if truncation is None
-        else TRUNCATION[truncation],
+        truncation=TRUNCATION[truncation],
         max_length=max_length,
         stride=stride,
         is_split_into_words=bool(given["is_split_into_words"]),
