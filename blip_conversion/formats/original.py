@@ -16,6 +16,7 @@ import numpy as np
 
 from blip_core.checkpoints.torch_pickle import TorchPickleFile
 from blip_core.config.configuration import BlipConfig
+from blip_core.config.model_constants import ORIGINAL_LABEL_SMOOTHING
 from blip_core.modeling.interpolation import resize_grid
 from blip_core.weights.aliases import is_ignored
 from blip_core.weights.renames import original_to_canonical
@@ -48,7 +49,8 @@ class OriginalCheckpoint:
 
 
 def original_config(task: str, vit: str, image_size: int, base: BlipConfig | None = None) -> BlipConfig:
-    """The Hub configuration of a converted model: 12 text heads, ViT-B or ViT-L sizes.
+    """The Hub configuration of a converted model: 12 text heads, ViT-B or ViT-L sizes, and the original
+    decoder's label smoothing (0.1).
 
     `base` (a config of the checkpoint's own sizes) replaces the standard sizes for custom models.
     """
@@ -68,6 +70,9 @@ def original_config(task: str, vit: str, image_size: int, base: BlipConfig | Non
     if image_size % patch:
         raise ValueError(f"--image-size must be a multiple of the {patch}-pixel patch, got {image_size}")
     config.architectures = [TASKS[task][0]]
+    # The original decoder's loss smooths its labels by 0.1, hard-coded in its `med.py` whatever its config says
+    # (the Hub configs say 0.0): a converted model trains, and scores captions, as the original did.
+    config.text_config.label_smoothing = ORIGINAL_LABEL_SMOOTHING
     return config
 
 

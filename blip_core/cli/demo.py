@@ -7,6 +7,8 @@ from typing import Any
 
 from blip_core.demo.show import add_demo_arguments
 
+COMMANDS = ("demo",)
+
 
 def add_parsers(commands: Any) -> None:
     demo = commands.add_parser("demo", help="caption, answer and match a few images in both frameworks")

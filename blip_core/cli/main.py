@@ -12,8 +12,9 @@ folder, or no input readable as an image); one line on stderr says which, and st
 TensorFlow's, XLA's and absl's C++ log lines (oneDNN notices, CPU-feature and CUDA probing) are
 kept off stderr unless `--verbose` is given.
 
-Each sub-command is a module of this package with `add_parsers(commands)` and `run(...)`; a new one is
-added to `SUB_COMMANDS` below.
+Each sub-command is a module of this package with `add_parsers(commands)` and either `FIELDS` (commands that
+write one record per input image: `run(args, writer, images)`) or `COMMANDS` (commands with their own flow:
+`run(args) -> exit code`); a new one is added to `SUB_COMMANDS` below.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from blip_core.cli import demo, embed, generate, match
+from blip_core.cli import demo, embed, evaluate, generate, match
 from blip_core.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -38,8 +39,9 @@ from blip_core.cli.common import (
 )
 from blip_core.io.native_logs import quiet_native_logs
 
-SUB_COMMANDS = (generate, match, embed, demo)  # in the order `blip --help` lists them
-MODEL_COMMANDS = {name: module for module in (generate, match, embed) for name in module.FIELDS}
+SUB_COMMANDS = (generate, match, embed, evaluate, demo)  # in the order `blip --help` lists them
+MODEL_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "FIELDS", ())}
+OWN_FLOW_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "COMMANDS", ())}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,8 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.command == "demo":
-        return demo.run(args)
+    if args.command in OWN_FLOW_COMMANDS:
+        return OWN_FLOW_COMMANDS[args.command].run(args)
     try:
         if args.command == "embed" and not args.images and not args.text:
             raise UsageError("embed needs images or --text")

@@ -8,6 +8,15 @@ MASK_FILL_VALUE = -10000.0
 # BERT's [CLS]: processor-encoded prompts start with it; generation replaces it with BOS ([DEC]).
 CLS_TOKEN_ID = 101
 
+# The tokens the original BLIP added to BERT's vocabulary (absent from the Hub tokenizers): [DEC] starts every
+# decoded sequence (the text config's bos_token_id); [ENC] replaced [CLS] in the original's VQA questions and in the
+# texts of its ITM pass (`protocol="original"`).
+DEC_TOKEN_ID = 30522
+ENC_TOKEN_ID = 30523
+
+# The label smoothing the original decoder's loss hard-codes (its `med.py`), whatever the config says.
+ORIGINAL_LABEL_SMOOTHING = 0.1
+
 # Label value ignored by the cross-entropy losses.
 IGNORE_INDEX = -100
 

@@ -61,6 +61,8 @@ def test_original_converts_exactly(tmp_path, task, vit):
         assert np.array_equal(state[name].numpy(), value), name
     saved = json.loads((folder / "config.json").read_text())
     assert saved["architectures"] == [class_name] and saved["text_config"]["num_attention_heads"] == 4
+    # the original decoder's hard-coded label smoothing, not the Hub configs' 0.0
+    assert saved["text_config"]["label_smoothing"] == 0.1
     assert {p.name for p in folder.iterdir()} >= {
         "model.safetensors",
         "config.json",
@@ -100,3 +102,4 @@ def test_standard_configs_have_hub_sizes():
     assert large.text_config.encoder_hidden_size == 1024 and large.text_config.num_attention_heads == 12
     base = original_config("vqa", "base", 384)
     assert base.vision_config.hidden_size == 768 and base.architectures == ["BlipForQuestionAnswering"]
+    assert base.text_config.label_smoothing == large.text_config.label_smoothing == 0.1
