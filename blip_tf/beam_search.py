@@ -47,6 +47,50 @@ def _advance(state: TFDecoding, carried, parents, offsets, chosen, generated):
     return state.step(chosen, generated + 1), state.carry()
 
 
+def _per_length(scores: tf.Tensor, length, lp: float) -> tf.Tensor:
+    """scores / length ** lp, for a length that is an int tensor (scalar or (B, 1))."""
+    return scores / tf.cast(length, tf.float32) ** lp
+
+
+def _merge(held: dict, new: dict, done: tf.Tensor, blocked: tf.Tensor, beams: int) -> dict:
+    """The `beams` best of the finished hypotheses `held` and the candidates `new` that are `done` and not
+    `blocked` (both (B, C) bool); `new` holds the same keys but `is_finished`."""
+    new = {**new, "is_finished": done}
+    new["finished_scores"] = new["finished_scores"] + tf.cast(blocked | ~done, tf.float32) * NEVER
+    merged = tf.math.top_k(tf.concat([held["finished_scores"], new["finished_scores"]], 1), beams).indices
+    return {name: _gather(tf.concat([values, new[name]], 1), merged) for name, values in held.items()}
+
+
+def _improvable(held: dict, best: tf.Tensor, horizon, lp: float) -> tf.Tensor:
+    """(B, 1): whether `best` (B, 1) at length `horizon` beats the worst finished hypothesis (or one is missing)."""
+    is_finished = held["is_finished"]
+    worst = tf.where(is_finished, tf.reduce_min(held["finished_scores"], axis=1, keepdims=True), NEVER)
+    return tf.reduce_any(_per_length(best, horizon, lp) > worst, axis=-1, keepdims=True)
+
+
+def _finish(held, new, top, ends, hits, best_running, improvable, width, generated, budget, options) -> tuple:
+    """Add this step's finished candidates `new` (scored `top`) to `held`; return it and the new `improvable`.
+
+    new_tokens (4.57): the top `beams` candidates that end or hit the budget, all at one length. whole_sequence
+    (4.15): first those among them that end, then the stop check with the best candidate, then (at the budget)
+    the `beams` best candidates that do not end, each at its own length (`GenerationOptions.beam_lengths`).
+    """
+    beams, lp = options.num_beams, options.length_penalty
+    ended, cut, horizon = options.beam_lengths(width, generated, budget[:, None])
+    top_beams = tf.range(top.shape[1]) < beams
+    if not options.whole_sequence:
+        full = tf.reduce_all(held["is_finished"], axis=-1, keepdims=True) & (options.early_stopping is True)
+        scored = {**new, "finished_scores": _per_length(top, ended, lp)}
+        held = _merge(held, scored, hits & top_beams, full | ~improvable, beams)
+        return held, improvable & _improvable(held, best_running, horizon, lp)
+    held = _merge(held, {**new, "finished_scores": _per_length(top, ended, lp)}, ends & top_beams, ~improvable, beams)
+    full = tf.reduce_all(held["is_finished"], axis=-1, keepdims=True) & (options.early_stopping is True)
+    improvable = improvable & _improvable(held, top[:, :1], horizon, lp) & ~full
+    cut_off = hits & ~ends & (tf.cumsum(tf.cast(~ends, tf.int32), axis=1) <= beams)
+    held = _merge(held, {**new, "finished_scores": _per_length(top, cut, lp)}, cut_off, ~improvable, beams)
+    return held, improvable
+
+
 def beam_search(
     state: TFDecoding,
     prompt: tf.Tensor,
@@ -55,8 +99,9 @@ def beam_search(
     tokens: SpecialTokens,
     seed: tf.Tensor,
 ) -> dict[str, tf.Tensor]:
-    """`transformers`' vectorised beam search (optionally sampling the candidates)."""
-    batch, beams, lp = tf.shape(prompt)[0], options.num_beams, options.length_penalty
+    """`transformers`' vectorised beam search (optionally sampling the candidates); hypotheses scored by
+    `options.beam_length_rule` (4.57's by default, the original BLIP's 4.15 rule on request)."""
+    batch, beams = tf.shape(prompt)[0], options.num_beams
     state.expand(beams)
     logits = tf.repeat(logits, beams, axis=0)
     width, vocab, keep = prompt.shape[1], logits.shape[-1], tokens.keep * beams
@@ -65,9 +110,7 @@ def beam_search(
     running = tf.concat(
         [tf.repeat(prompt[:, None], beams, axis=1), tf.fill((batch, beams, steps), tokens.fill)], axis=2
     )
-    top_beams = tf.range(keep) < beams
     offsets = tf.range(batch)[:, None] * beams
-    never = options.early_stopping == "never" and lp > 0
 
     def body(loop):
         state.restore(loop["carried"])
@@ -83,31 +126,23 @@ def beam_search(
         source, picked = index // vocab, index % vocab
         candidates = set_column(_gather(running, source), cursor, picked)
         candidate_rows = set_column(_gather(running_rows, source), generated, source + offsets)
-        hits = is_end(picked, tokens) | (generated + 1 >= budget[:, None])
+        ends = is_end(picked, tokens)
+        hits = ends | (generated + 1 >= budget[:, None])
         # The best candidates that go on.
         going = top + tf.cast(hits, tf.float32) * NEVER
         pick = tf.math.top_k(going, beams).indices
         out["running"], out["running_scores"] = _gather(candidates, pick), _gather(going, pick)
         parents, out["running_rows"] = _gather(source, pick), _gather(candidate_rows, pick)
-        # The best finished hypotheses so far.
-        is_finished, improvable = loop["is_finished"], loop["improvable"]
-        just_done = hits & top_beams
-        done_scores = top / tf.cast(generated + 1, tf.float32) ** lp
-        full = tf.reduce_all(is_finished, axis=-1, keepdims=True) & (options.early_stopping is True)
-        done_scores = done_scores + tf.cast(full | ~improvable | ~just_done, tf.float32) * NEVER
-        merged = tf.math.top_k(tf.concat([loop["finished_scores"], done_scores], 1), beams).indices
-        out["finished"] = _gather(tf.concat([loop["finished"], candidates], 1), merged)
-        out["finished_scores"] = _gather(tf.concat([loop["finished_scores"], done_scores], 1), merged)
-        lengths = tf.fill(tf.shape(done_scores), generated + 1)
-        out["finished_lengths"] = _gather(tf.concat([loop["finished_lengths"], lengths], 1), merged)
-        out["finished_rows"] = _gather(tf.concat([loop["finished_rows"], candidate_rows], 1), merged)
-        is_finished = _gather(tf.concat([is_finished, just_done], 1), merged)
-        # Can anything still improve?
-        horizon = tf.cast(budget[:, None], tf.float32) if never else tf.cast(generated + 1, tf.float32)
-        best_running = out["running_scores"][:, :1] / horizon**lp
-        worst_finished = tf.where(is_finished, tf.reduce_min(out["finished_scores"], axis=1, keepdims=True), NEVER)
-        improvable = improvable & tf.reduce_any(best_running > worst_finished, axis=-1, keepdims=True)
-        open_beams = ~(tf.reduce_all(is_finished) & (options.early_stopping is True))
+        # The best finished hypotheses so far; can anything still improve?
+        new = {"finished": candidates, "finished_lengths": tf.fill(tf.shape(picked), generated + 1)}
+        new["finished_rows"] = candidate_rows
+        held = {name: loop[name] for name in _HELD}
+        best_running, improvable = out["running_scores"][:, :1], loop["improvable"]
+        held, improvable = _finish(
+            held, new, top, ends, hits, best_running, improvable, width, generated, budget, options
+        )
+        out.update(held)
+        open_beams = ~(tf.reduce_all(held["is_finished"]) & (options.early_stopping is True))
         done = ~(tf.reduce_any(improvable) & open_beams & ~tf.reduce_all(hits))
         before = state.carry()  # both branches start from here (tf.cond traces them one after the other)
         chosen = tf.reshape(tf.gather(out["running"], cursor, axis=2), (-1,))
@@ -116,7 +151,7 @@ def beam_search(
             lambda: (loop["logits"], before),
             lambda: _advance(state, before, parents, offsets, chosen, generated),
         )
-        out.update(generated=generated + 1, is_finished=is_finished, improvable=improvable, done=done)
+        out.update(generated=generated + 1, improvable=improvable, done=done)
         return (out,)
 
     loop = {
@@ -141,6 +176,9 @@ def beam_search(
     return _output(out, options.num_return_sequences)
 
 
+_HELD = ("finished", "finished_scores", "finished_lengths", "finished_rows", "is_finished")
+
+
 def _output(out: dict[str, tf.Tensor], count: int) -> dict[str, tf.Tensor]:
     """The `count` best finished hypotheses per image (uncut: `generation.assemble` cuts them)."""
     kept = {name: out[name][:, :count] for name in ("finished", "finished_scores", "finished_lengths", "finished_rows")}
@@ -153,15 +191,13 @@ def _diversity(current: tf.Tensor, upto: int, beams: int, vocab: int, penalty: f
     return tf.repeat(penalty * counts, beams, axis=0)
 
 
-def _is_done(best, count, worst, size, generated, budget, options) -> tf.Tensor:
+def _is_done(best, count, worst, size, width, generated, budget, options) -> tf.Tensor:
     """`BeamHypotheses.is_done`: the group holds `size` hypotheses none of its beams can still beat."""
     full = count == size
     if options.early_stopping is True:
         return full
-    lp = options.length_penalty
-    never = options.early_stopping == "never" and lp > 0
-    horizon = tf.cast(budget, tf.float32) if never else tf.cast(generated + 1, tf.float32)
-    return full & (worst >= best / horizon**lp)
+    horizon = options.beam_lengths(width, generated, budget)[2]
+    return full & (worst >= _per_length(best, horizon, options.length_penalty))
 
 
 class TFHypotheses:
@@ -253,6 +289,7 @@ def group_beam_search(
         current = tf.fill((batch, 0), 0)
         parents, new_scores, processed = [], [], []
         last = generated + 1 >= budget
+        ended, cut, _ = options.beam_lengths(width, generated, budget)
         for group in range(groups):
             low, high = group * size, (group + 1) * size
             penalty = _diversity(current, low, beams, vocab, options.diversity_penalty)
@@ -269,7 +306,7 @@ def group_beam_search(
             rows = set_column(_gather(running_rows[:, low:high], source), generated, source + low + offsets)
             lengths = tf.fill(tf.shape(picked), generated + 1)
             accepted = ends & (ranks < size) & ~done[:, group : group + 1]
-            hypotheses.add(group, candidates, rows, top / tf.cast(generated + 1, tf.float32) ** lp, lengths, accepted)
+            hypotheses.add(group, candidates, rows, _per_length(top, ended, lp), lengths, accepted)
             # The group's beams go on with its best candidates that do not end; finished groups idle on pad.
             pick = tf.math.top_k(top + tf.cast(ends, tf.float32) * NEVER, size).indices
             idle = done[:, group : group + 1]
@@ -278,14 +315,17 @@ def group_beam_search(
             parents.append(tf.where(idle, tf.range(size)[None, :], _gather(source, pick)) + low)
             current = tf.concat([current, chosen], axis=1)
             best, worst = top[:, 0], hypotheses.worst(group)
-            ended = _is_done(best, hypotheses.held["count"][:, group], worst, size, generated, budget, options)
-            done = _set_group(done, group, done[:, group] | ended)
+            count = hypotheses.held["count"][:, group]
+            ended_group = _is_done(best, count, worst, size, width, generated, budget, options)
+            done = _set_group(done, group, done[:, group] | ended_group)
         parents, beam_scores = tf.concat(parents, 1), tf.concat(new_scores, 1)
         scores = tf.reshape(tf.concat(processed, 1), (-1, vocab))
         out = {**loop, **record(loop, generated, scores, loop["logits"])}
         running = set_column(_gather(running, parents), cursor, current)
         running_rows = set_column(_gather(running_rows, parents), generated, parents + offsets)
-        done = _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores, generated, options, size)
+        done = _finish_at_budget(
+            hypotheses, done, last, running, running_rows, beam_scores, cut, generated, options, size
+        )
         before = state.carry()  # both branches start from here (tf.cond traces them one after the other)
         chosen = tf.reshape(current, (-1,))
         out["logits"], out["carried"] = tf.cond(
@@ -320,8 +360,8 @@ def group_beam_search(
     return found | {key: out[key] for key in ("generated", "scores", "raw_logits") if key in out}
 
 
-def _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores, generated, options, size):
-    """Images out of budget: their unfinished groups' beams become hypotheses (`finalize`).
+def _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores, cut, generated, options, size):
+    """Images out of budget: their unfinished groups' beams become hypotheses (`finalize`), scored at length `cut`.
 
     Forced difference: returns the new `done` (tensors are immutable).
     """
@@ -330,6 +370,6 @@ def _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores
         low, high = group * size, (group + 1) * size
         accepted = tf.broadcast_to((last & ~done[:, group])[:, None], tf.shape(beam_scores[:, low:high]))
         lengths = tf.fill(tf.shape(beam_scores[:, low:high]), generated + 1)
-        scores = beam_scores[:, low:high] / tf.cast(generated + 1, tf.float32) ** lp
+        scores = _per_length(beam_scores[:, low:high], cut, lp)
         hypotheses.add(group, running[:, low:high], running_rows[:, low:high], scores, lengths, accepted)
     return done | last[:, None]

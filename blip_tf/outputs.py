@@ -3,6 +3,7 @@
 from blip_core.modeling.outputs import (
     BaseModelOutputWithPooling,
     BaseModelOutputWithPoolingAndCrossAttentions,
+    BlipAnswerRankingOutput,
     BlipForConditionalGenerationModelOutput,
     BlipImageTextMatchingModelOutput,
     BlipOutput,
@@ -17,6 +18,7 @@ from blip_core.modeling.outputs import (
 __all__ = [
     "BaseModelOutputWithPooling",
     "BaseModelOutputWithPoolingAndCrossAttentions",
+    "BlipAnswerRankingOutput",
     "BlipForConditionalGenerationModelOutput",
     "BlipImageTextMatchingModelOutput",
     "BlipOutput",

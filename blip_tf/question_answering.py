@@ -12,16 +12,17 @@ import keras
 import tensorflow as tf
 
 from blip_core.config.configuration import BlipConfig, check_vqa_widths
-from blip_core.config.model_constants import IGNORE_INDEX
+from blip_core.config.model_constants import IGNORE_INDEX, ORIGINAL_LABEL_SMOOTHING
 from blip_core.generation.options import special_tokens
+from blip_core.modeling.answer_ranking import DEFAULT_RANK_K, check_candidate_ids, check_ranking_inputs
 from blip_core.modeling.limits import check_answers, check_text_length
 from blip_core.modeling.limits import check_pairing as _check_pairing
-from blip_core.modeling.outputs import BlipTextVisionModelOutput
+from blip_core.modeling.outputs import BlipAnswerRankingOutput, BlipTextVisionModelOutput
 from blip_tf.generation import TFGenerationMixin, empty_output
 from blip_tf.generation import generate as decode
 from blip_tf.modeling_utils import TFBlipPreTrainedModel, as_tensor, inference_function, pixel_signature
 from blip_tf.models import batch_size_of, image_features, output_flags, prefixed
-from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel
+from blip_tf.text import TFBlipTextLMHeadModel, TFBlipTextModel, lm_loss
 from blip_tf.vision import TFBlipVisionModel
 
 
@@ -171,3 +172,84 @@ class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
         question_embeds = encode(input_ids, pixel_values, mask)
         rows = [[tokens.start] for _ in range(question_embeds.shape[0])]
         return decode(self.text_decoder, rows, question_embeds, mask, options, tokens)
+
+    def rank_answers(
+        self,
+        pixel_values: Any,
+        input_ids: Any,
+        candidate_ids: Any,
+        attention_mask: Any = None,
+        candidate_attention_mask: Any = None,
+        k: int = DEFAULT_RANK_K,
+        interpolate_pos_encoding: bool = False,
+    ) -> BlipAnswerRankingOutput:
+        """Rank candidate answers per question, as the original BLIP's `rank_answer`; twin of
+        `BlipForQuestionAnswering.rank_answers` (its docstring has the algorithm and the score's meaning).
+
+        Returns `BlipAnswerRankingOutput`: `indices` (B, k') int64 rows of `candidate_ids`, `scores` (B, k')
+        float32, best first, k' = min(k, N). Raises TypeError/ValueError for a bad `k`, bad shapes or token ids.
+        """
+        input_ids, candidate_ids = as_tensor(input_ids, tf.int32), as_tensor(candidate_ids, tf.int32)
+        attention_mask = as_tensor(attention_mask, tf.int32)
+        candidate_attention_mask = as_tensor(candidate_attention_mask, tf.int32)
+        kept = check_ranking_inputs(
+            tuple(candidate_ids.shape),
+            None if candidate_attention_mask is None else tuple(candidate_attention_mask.shape),
+            tuple(input_ids.shape),
+            None if attention_mask is None else tuple(attention_mask.shape),
+            k,
+        )
+        check_candidate_ids(
+            int(tf.reduce_min(candidate_ids)), int(tf.reduce_max(candidate_ids)), self.config.text_config.vocab_size
+        )
+        _check_pairing(batch_size_of(pixel_values, "pixel_values"), batch_size_of(input_ids, "input_ids"))
+        check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
+        check_text_length(candidate_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
+        if input_ids.shape[0] == 0:
+            return BlipAnswerRankingOutput(indices=tf.zeros((0, kept), tf.int64), scores=tf.zeros((0, kept)))
+        pixel_values = as_tensor(pixel_values, tf.float32)
+        _, question_embeds = self._question_embeds(input_ids, pixel_values, attention_mask, interpolate_pos_encoding)
+        if attention_mask is None:
+            attention_mask = tf.ones_like(input_ids)
+        answers, answer_mask = self._candidate_rows(candidate_ids, candidate_attention_mask)
+        shortlist = self._first_token_shortlist(question_embeds, attention_mask, answers[:, 1], kept)
+        rows = [
+            self._score_candidates(question_embeds[i], attention_mask[i], answers, answer_mask, shortlist[i])
+            for i in range(question_embeds.shape[0])
+        ]
+        indices = tf.stack([index for index, _ in rows])
+        scores = tf.stack([score for _, score in rows])
+        return BlipAnswerRankingOutput(indices=tf.cast(indices, tf.int64), scores=tf.cast(scores, tf.float32))
+
+    def _candidate_rows(self, candidate_ids, candidate_attention_mask):
+        """(ids with BOS first, mask) of the candidates."""
+        if candidate_attention_mask is None:
+            candidate_attention_mask = tf.cast(candidate_ids != self.decoder_pad_token_id, tf.int32)
+        start = tf.fill((candidate_ids.shape[0], 1), tf.constant(self.decoder_start_token_id, tf.int32))
+        answers = tf.concat([start, candidate_ids[:, 1:]], axis=1)
+        return answers, candidate_attention_mask
+
+    def _first_token_shortlist(self, question_embeds, attention_mask, first_tokens, kept):
+        """(B, kept) candidate rows with the highest first-token probability after BOS (stable order)."""
+        start = tf.fill((question_embeds.shape[0], 1), tf.constant(self.decoder_start_token_id, tf.int32))
+        logits = self.text_decoder(
+            input_ids=start, encoder_hidden_states=question_embeds, encoder_attention_mask=attention_mask
+        ).logits[:, 0, :]
+        probabilities = tf.gather(tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1), first_tokens, axis=1)
+        return tf.argsort(probabilities, axis=-1, direction="DESCENDING", stable=True)[:, :kept]
+
+    def _score_candidates(self, states, mask, answers, answer_mask, chosen):
+        """(candidate rows, scores) of one question's shortlist, best first."""
+        ids, ids_mask = tf.gather(answers, chosen), tf.gather(answer_mask, chosen)
+        labels = tf.where(ids_mask == 0, tf.constant(IGNORE_INDEX, ids.dtype), ids)
+        # One row of question states for all candidates: the cross-attention computes its keys/values once
+        # and folds the candidates into the query axis (as for beams), never copying them.
+        logits = self.text_decoder(
+            input_ids=ids,
+            attention_mask=ids_mask,
+            encoder_hidden_states=states[None],
+            encoder_attention_mask=mask[None],
+        ).logits
+        scores = -lm_loss(logits, labels, ORIGINAL_LABEL_SMOOTHING, "none")
+        order = tf.argsort(scores, direction="DESCENDING", stable=True)
+        return tf.gather(chosen, order), tf.gather(scores, order)

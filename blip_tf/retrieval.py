@@ -46,6 +46,46 @@ class TFBlipForImageTextRetrieval(TFBlipPreTrainedModel):
     def set_input_embeddings(self, value: keras.layers.Embedding) -> None:
         self.text_encoder.set_input_embeddings(value)
 
+    def get_image_features(self, pixel_values: Any, interpolate_pos_encoding: bool = False) -> tf.Tensor:
+        """(B, image_text_hidden_size) L2-normalised ITC image embeddings: `vision_proj` of the [CLS] state,
+        the image side of what `call(use_itm_head=False)` multiplies.
+
+        Raises:
+            ValueError: `pixel_values` is None.
+        """
+        image_embeds = image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
+        return tf.math.l2_normalize(self.vision_proj(image_embeds[:, 0]), axis=-1, epsilon=1e-24)
+
+    def get_text_features(self, input_ids: Any, attention_mask: Any = None) -> tf.Tensor:
+        """(B, image_text_hidden_size) L2-normalised ITC text embeddings: `text_proj` of the first token's
+        state from the text encoder alone (no image), the text side of `call(use_itm_head=False)`."""
+        states = self.text_encoder(input_ids=as_tensor(input_ids), attention_mask=attention_mask, return_dict=True)
+        return tf.math.l2_normalize(self.text_proj(states.last_hidden_state[:, 0]), axis=-1, epsilon=1e-24)
+
+    def get_multimodal_features(
+        self,
+        input_ids: Any,
+        pixel_values: Any = None,
+        attention_mask: Any = None,
+        interpolate_pos_encoding: bool = False,
+        image_embeds: Any = None,
+    ) -> tf.Tensor:
+        """(B, text hidden) first-token states of the ITM pass (text attending to its image, row by row):
+        `itm_head` of them is `call(use_itm_head=True).itm_score`. `image_embeds` (B, patches + 1, vision
+        hidden), the vision model's `last_hidden_state`, replaces `pixel_values` when an image is reused.
+
+        Raises:
+            ValueError: neither `pixel_values` nor `image_embeds`, or image and text batch sizes differ.
+        """
+        if image_embeds is None:
+            image_embeds = image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
+        input_ids = as_tensor(input_ids)
+        _check_pairing(image_embeds.shape[0], input_ids.shape[0])
+        states = self.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds, return_dict=True
+        )
+        return states.last_hidden_state[:, 0]
+
     label_inputs = ("match", "labels")  # Keras fit: the 0/1 match labels, in y or in the batch
 
     def model_loss(self, x: Any, y: Any, y_pred: BlipImageTextMatchingModelOutput, training: bool) -> tf.Tensor:

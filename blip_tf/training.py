@@ -3,6 +3,9 @@
 `train` is the same loop as PyTorch's (for parity); `fit` is the Keras-native path: compile
 and `model.fit` on a `tf.data` pipeline, training on the model's own loss (or, for image-text
 matching, the ITM + ITC loss computed by the model's `compute_loss`).
+The original BLIP's objectives (`blip_core.training.paper` batches): `caption_loss` (label smoothing 0.1),
+`weighted_vqa_loss` (several weighted answers per question) and `retrieval_losses` (ITC + ITM on in-batch
+hard negatives), computed from the models' public sub-modules; `train` runs them, `fit` does not.
 """
 
 from __future__ import annotations
@@ -14,8 +17,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from blip_core.config.model_constants import ITC_TEMPERATURE
+from blip_core.config.model_constants import IGNORE_INDEX, ITC_TEMPERATURE, ORIGINAL_LABEL_SMOOTHING
 from blip_core.modeling.limits import check_loss_rows
+from blip_core.training.paper import (
+    RETRIEVAL_KEYS,
+    VQA_KEYS,
+    as_generator,
+    check_batch_keys,
+    contrastive_targets,
+    sample_hard_negatives,
+)
 
 
 def to_tensors(batch: dict[str, np.ndarray], model: Any) -> dict[str, tf.Tensor]:
@@ -60,9 +71,131 @@ def itm_objective(
     return loss + tf.cond(count > 0, contrastive, lambda: tf.zeros((), tf.float32))
 
 
-def batch_loss(model: Any, batch: dict[str, tf.Tensor], training: bool = True) -> tf.Tensor:
-    """The training loss of one batch: ITM's when the batch has `match`, else the model's own."""
-    return itm_loss(model, batch, training) if "match" in batch else model(**batch, training=training).loss
+def token_losses(logits: tf.Tensor, labels: tf.Tensor, label_smoothing: float) -> tf.Tensor:
+    """(B, T-1) float32 next-token cross-entropy of logits[:, :-1] (B, T, V) against labels[:, 1:], with label
+    smoothing (PyTorch's rule: (1 - s) * NLL + s * mean over the vocabulary of -log p), 0 where labels are -100."""
+    log_probs = tf.nn.log_softmax(tf.cast(logits[:, :-1], tf.float32), axis=-1)
+    targets = tf.cast(labels[:, 1:], tf.int32)
+    keep = targets != IGNORE_INDEX
+    picked = tf.gather(log_probs, tf.where(keep, targets, 0), batch_dims=2)
+    per_token = -(1.0 - label_smoothing) * picked - label_smoothing * tf.reduce_mean(log_probs, axis=-1)
+    return per_token * tf.cast(keep, tf.float32)
+
+
+def caption_loss(
+    model: Any, batch: dict[str, tf.Tensor], label_smoothing: float = ORIGINAL_LABEL_SMOOTHING, training: bool = True
+) -> tf.Tensor:
+    """The captioning loss with the given label smoothing (the original's 0.1 by default, whatever the config
+    says): the mean over the tokens whose label is not -100 (the prompt masked by `caption_examples`)."""
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    logits = model(**inputs, training=training).logits
+    losses = token_losses(logits, batch["labels"], label_smoothing)
+    tokens = tf.reduce_sum(tf.cast(batch["labels"][:, 1:] != IGNORE_INDEX, tf.float32))
+    return tf.reduce_sum(losses) / tf.maximum(tokens, 1.0)
+
+
+def weighted_vqa_loss(model: Any, batch: dict[str, tf.Tensor], training: bool = True) -> tf.Tensor:
+    """The original VQA objective on a `weighted_vqa_examples` batch: each question's states repeated for its
+    `n` answers, every answer's decoder loss summed over its tokens (label smoothing 0.1), and
+    `sum(weights * answer_loss) / questions`. Raises ValueError when `n` does not fit the batch (eager only)."""
+    check_batch_keys(batch, (*VQA_KEYS, "n", "weights"), "weighted_vqa_examples")
+    counts, questions = batch["n"], batch["input_ids"].shape[0]
+    if (
+        tuple(counts.shape) != (questions,)
+        or int(tf.reduce_sum(counts)) != batch["decoder_input_ids"].shape[0]
+        or (bool(tf.reduce_any(counts < 1)))
+    ):
+        raise ValueError(
+            f"n must give each of the {questions} questions >= 1 answers, summing to the "
+            f"{batch['decoder_input_ids'].shape[0]} answers; got {counts.numpy().tolist()}"
+        )
+    image_embeds = model.vision_model(
+        pixel_values=batch["pixel_values"], return_dict=True, training=training
+    ).last_hidden_state
+    question_states = model.text_encoder(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        encoder_hidden_states=image_embeds,
+        return_dict=True,
+        training=training,
+    ).last_hidden_state
+    logits = model.text_decoder(
+        input_ids=batch["decoder_input_ids"],
+        attention_mask=batch["decoder_attention_mask"],
+        encoder_hidden_states=tf.repeat(question_states, counts, axis=0),
+        encoder_attention_mask=tf.repeat(batch["attention_mask"], counts, axis=0),
+        return_dict=True,
+        training=training,
+    ).logits
+    answer_losses = tf.reduce_sum(token_losses(logits, batch["labels"], ORIGINAL_LABEL_SMOOTHING), axis=1)
+    return tf.reduce_sum(tf.cast(batch["weights"], tf.float32) * answer_losses) / questions
+
+
+def retrieval_losses(
+    model: Any,
+    batch: dict[str, tf.Tensor],
+    rng: np.random.Generator | int | None = None,
+    temperature: float = ITC_TEMPERATURE,
+    same_image_positives: bool = False,
+    training: bool = True,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(ITC loss, ITM loss) of a `retrieval_examples` batch, as the original `BLIP_Retrieval.forward` without its
+    momentum encoders and queues: ITC on the in-batch similarity (the diagonal as targets, as the original; spread
+    over the pairs of one image id with `same_image_positives`), ITM
+    on the B positives, each text with a hard negative image and each image with a hard negative text
+    (`blip_core.training.paper.sample_hard_negatives`, drawn from `rng`; eager only). Raises ValueError as that
+    does."""
+    check_batch_keys(batch, RETRIEVAL_KEYS, "retrieval_examples")
+    ids = batch["image_ids"]
+    image_embeds = model.vision_model(
+        pixel_values=batch["pixel_values"], return_dict=True, training=training
+    ).last_hidden_state
+    text_states = model.text_encoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True, training=training
+    ).last_hidden_state
+    image_feat = tf.math.l2_normalize(tf.cast(model.vision_proj(image_embeds[:, 0]), tf.float32), -1, 1e-24)
+    text_feat = tf.math.l2_normalize(tf.cast(model.text_proj(text_states[:, 0]), tf.float32), -1, 1e-24)
+    similarity = tf.matmul(image_feat, text_feat, transpose_b=True) / temperature  # (images, texts)
+    targets = tf.constant(contrastive_targets(ids.numpy(), same_image_positives))
+    image_to_text = -tf.reduce_mean(tf.reduce_sum(tf.nn.log_softmax(similarity, axis=1) * targets, axis=1))
+    text_to_image = -tf.reduce_mean(tf.reduce_sum(tf.nn.log_softmax(tf.transpose(similarity), axis=1) * targets, 1))
+    negative_images, negative_texts = sample_hard_negatives(
+        tf.stop_gradient(similarity).numpy(), ids.numpy(), as_generator(rng)
+    )
+    texts, masks = batch["itm_input_ids"], batch["attention_mask"]
+    pair_states = model.text_encoder(
+        input_ids=tf.concat([texts, texts, tf.gather(texts, negative_texts)], axis=0),
+        attention_mask=tf.concat([masks, masks, tf.gather(masks, negative_texts)], axis=0),
+        encoder_hidden_states=tf.concat([image_embeds, tf.gather(image_embeds, negative_images), image_embeds], 0),
+        return_dict=True,
+        training=training,
+    ).last_hidden_state
+    itm_logits = tf.cast(model.itm_head(pair_states[:, 0]), tf.float32)  # (3B, 2): positives, then the negatives
+    rows = ids.shape[0]
+    itm_labels = tf.concat([tf.ones(rows, tf.int32), tf.zeros(2 * rows, tf.int32)], axis=0)
+    itm = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(itm_labels, itm_logits))
+    return (image_to_text + text_to_image) / 2, itm
+
+
+def batch_loss(
+    model: Any,
+    batch: dict[str, tf.Tensor],
+    training: bool = True,
+    rng: np.random.Generator | int | None = None,
+    label_smoothing: float | None = None,
+) -> tf.Tensor:
+    """The training loss of one batch, chosen by its keys: `image_ids` -> ITC + ITM with hard negatives (drawn
+    from `rng`); `weights` -> the weighted-answer VQA loss; `match` -> ITM + ITC; else the model's own loss, or
+    `caption_loss` when `label_smoothing` is given."""
+    if "image_ids" in batch:
+        return sum(retrieval_losses(model, batch, rng, training=training))
+    if "weights" in batch:
+        return weighted_vqa_loss(model, batch, training)
+    if "match" in batch:
+        return itm_loss(model, batch, training)
+    if label_smoothing is not None:
+        return caption_loss(model, batch, label_smoothing, training)
+    return model(**batch, training=training).loss
 
 
 def train(
@@ -72,13 +205,18 @@ def train(
     weight_decay: float = 0.01,
     optimizer: Any = None,
     on_step: Callable[[int, float], None] | None = None,
+    seed: int = 0,
+    label_smoothing: float | None = None,
 ) -> list[float]:
-    """Train on each batch once (AdamW unless an optimizer is given), like the PyTorch loop."""
+    """Train on each batch once (AdamW unless an optimizer is given), like the PyTorch loop. `seed` seeds the
+    hard-negative draws of retrieval batches (the same negatives as PyTorch's); `label_smoothing` goes to
+    `batch_loss`."""
     optimizer = optimizer or keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+    rng = np.random.default_rng(seed)
     losses = []
     for step, batch in enumerate(batches):
         with tf.GradientTape() as tape:
-            loss = batch_loss(model, to_tensors(batch, model))
+            loss = batch_loss(model, to_tensors(batch, model), True, rng, label_smoothing)
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         losses.append(float(loss))

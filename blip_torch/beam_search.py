@@ -42,10 +42,11 @@ def _candidates(totals: torch.Tensor, count: int, options: GenerationOptions, ge
     return torch.topk(totals, count)
 
 
-def _output(finished, scores, lengths, rows, count, width, all_scores, all_logits, options):
+def _output(held, count, width, all_scores, all_logits, options):
     """The `count` best finished hypotheses per image, cut to the longest one returned."""
+    finished, scores, rows = held["finished"], held["finished_scores"], held["finished_rows"]
     batch = finished.shape[0]
-    length = int(lengths[:, :count].max())
+    length = int(held["finished_lengths"][:, :count].max())
     return GenerateBeamDecoderOnlyOutput(
         sequences=finished[:, :count, : width + length].reshape(batch * count, width + length),
         sequences_scores=scores[:, :count].reshape(-1),
@@ -55,12 +56,61 @@ def _output(finished, scores, lengths, rows, count, width, all_scores, all_logit
     )
 
 
+def _per_length(scores: torch.Tensor, length, lp: float) -> torch.Tensor:
+    """scores / length ** lp, for a length that is an int or a (B, 1) tensor."""
+    if isinstance(length, torch.Tensor):
+        return scores / length.float() ** lp
+    return scores / float(length) ** lp
+
+
+def _merge(held: dict, new: dict, done: torch.Tensor, blocked: torch.Tensor, beams: int) -> dict:
+    """The `beams` best of the finished hypotheses `held` and the candidates `new` that are `done` and not
+    `blocked` (both (B, C) bool); `new` holds the same keys but `is_finished`."""
+    new = {**new, "is_finished": done}
+    new["finished_scores"] = new["finished_scores"] + (blocked | ~done).float() * NEVER
+    merged = torch.topk(torch.cat([held["finished_scores"], new["finished_scores"]], 1), beams)[1]
+    return {name: _gather(torch.cat([values, new[name]], 1), merged) for name, values in held.items()}
+
+
+def _improvable(held: dict, best: torch.Tensor, horizon, lp: float) -> torch.Tensor:
+    """(B, 1): whether `best` (B, 1) at length `horizon` beats the worst finished hypothesis (or one is missing)."""
+    is_finished = held["is_finished"]
+    worst = torch.where(
+        is_finished, held["finished_scores"].min(1, keepdim=True)[0], torch.full_like(held["finished_scores"], NEVER)
+    )
+    return (_per_length(best, horizon, lp) > worst).any(-1, keepdim=True)
+
+
+def _finish(held, new, top, ends, hits, best_running, improvable, width, generated, budget, options) -> tuple:
+    """Add this step's finished candidates `new` (scored `top`) to `held`; return it and the new `improvable`.
+
+    new_tokens (4.57): the top `beams` candidates that end or hit the budget, all at one length. whole_sequence
+    (4.15): first those among them that end, then the stop check with the best candidate, then (at the budget)
+    the `beams` best candidates that do not end, each at its own length (`GenerationOptions.beam_lengths`).
+    """
+    beams, lp = options.num_beams, options.length_penalty
+    ended, cut, horizon = options.beam_lengths(width, generated, budget[:, None])
+    top_beams = torch.arange(top.shape[1], device=top.device) < beams
+    if not options.whole_sequence:
+        full = held["is_finished"].all(-1, keepdim=True) & (options.early_stopping is True)
+        scored = {**new, "finished_scores": _per_length(top, ended, lp)}
+        held = _merge(held, scored, hits & top_beams, full | ~improvable, beams)
+        return held, improvable & _improvable(held, best_running, horizon, lp)
+    held = _merge(held, {**new, "finished_scores": _per_length(top, ended, lp)}, ends & top_beams, ~improvable, beams)
+    full = held["is_finished"].all(-1, keepdim=True) & (options.early_stopping is True)
+    improvable = improvable & _improvable(held, top[:, :1], horizon, lp) & ~full
+    cut_off = hits & ~ends & (torch.cumsum((~ends).long(), 1) <= beams)
+    held = _merge(held, {**new, "finished_scores": _per_length(top, cut, lp)}, cut_off, ~improvable, beams)
+    return held, improvable
+
+
 def beam_search(
     state: Decoding, prompt: torch.Tensor, logits: torch.Tensor, options: GenerationOptions, tokens: SpecialTokens
 ) -> GenerateBeamDecoderOnlyOutput:
-    """`transformers`' vectorised beam search (optionally sampling the candidates)."""
+    """`transformers`' vectorised beam search (optionally sampling the candidates); hypotheses scored by
+    `options.beam_length_rule` (4.57's by default, the original BLIP's 4.15 rule on request)."""
     began = time.monotonic()
-    batch, beams, lp = prompt.shape[0], options.num_beams, options.length_penalty
+    batch, beams = prompt.shape[0], options.num_beams
     state.expand(beams)
     logits = logits.repeat_interleave(beams, 0)
     device, width, vocab = prompt.device, prompt.shape[1], logits.shape[-1]
@@ -69,16 +119,17 @@ def beam_search(
     steps = int(budget.max())
     running = torch.full((batch, beams, width + steps), tokens.fill, dtype=torch.long, device=device)
     running[:, :, :width] = prompt[:, None]
-    finished = running.clone()
     running_rows = torch.full((batch, beams, steps), -1, dtype=torch.int32, device=device)
-    finished_rows = running_rows.clone()
     running_scores = torch.zeros(batch, beams, device=device)
     running_scores[:, 1:] = NEVER
-    finished_scores = torch.full((batch, beams), NEVER, device=device)
-    finished_lengths = torch.zeros(batch, beams, dtype=torch.long, device=device)
-    is_finished = torch.zeros(batch, beams, dtype=torch.bool, device=device)
+    held = {
+        "finished": running.clone(),
+        "finished_scores": torch.full((batch, beams), NEVER, device=device),
+        "finished_lengths": torch.zeros(batch, beams, dtype=torch.long, device=device),
+        "finished_rows": running_rows.clone(),
+        "is_finished": torch.zeros(batch, beams, dtype=torch.bool, device=device),
+    }
     improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
-    top_beams = torch.arange(keep, device=device) < beams
     offsets = torch.arange(batch, device=device)[:, None] * beams
     generator, all_scores, all_logits = random_generator(options, device), [], []
     for generated in range(steps):
@@ -96,43 +147,27 @@ def beam_search(
         candidates[:, :, cursor] = picked
         candidate_rows = _gather(running_rows, source)
         candidate_rows[:, :, generated] = (source + offsets).int()
-        hits = is_end(picked, tokens) | (generated + 1 >= budget[:, None]) | out_of_time(options, began)
+        ends = is_end(picked, tokens)
+        hits = ends | (generated + 1 >= budget[:, None]) | out_of_time(options, began)
         # The best candidates that go on.
         going = top + hits.float() * NEVER
         pick = torch.topk(going, beams)[1]
         running, running_scores = _gather(candidates, pick), _gather(going, pick)
         parents, running_rows = _gather(source, pick), _gather(candidate_rows, pick)
-        # The best finished hypotheses so far.
-        done = hits & top_beams
-        done_scores = top / float(generated + 1) ** lp
-        full = is_finished.all(-1, keepdim=True) & (options.early_stopping is True)
-        done_scores = done_scores + (full | ~improvable | ~done).float() * NEVER
-        merged = torch.topk(torch.cat([finished_scores, done_scores], 1), beams)[1]
-        finished = _gather(torch.cat([finished, candidates], 1), merged)
-        finished_scores = _gather(torch.cat([finished_scores, done_scores], 1), merged)
-        lengths = torch.full_like(done_scores, generated + 1, dtype=torch.long)
-        finished_lengths = _gather(torch.cat([finished_lengths, lengths], 1), merged)
-        finished_rows = _gather(torch.cat([finished_rows, candidate_rows], 1), merged)
-        is_finished = _gather(torch.cat([is_finished, done], 1), merged)
-        # Can anything still improve?
-        never = options.early_stopping == "never" and lp > 0
-        horizon = budget[:, None].float() if never else float(generated + 1)
-        best_running = running_scores[:, :1] / horizon**lp
-        worst_finished = torch.where(
-            is_finished, finished_scores.min(1, keepdim=True)[0], torch.full_like(finished_scores, NEVER)
+        # The best finished hypotheses so far; can anything still improve?
+        new = {"finished": candidates, "finished_lengths": torch.full_like(picked, generated + 1)}
+        new["finished_rows"] = candidate_rows
+        held, improvable = _finish(
+            held, new, top, ends, hits, running_scores[:, :1], improvable, width, generated, budget, options
         )
-        improvable = improvable & (best_running > worst_finished).any(-1, keepdim=True)
-        open_beams = not (bool(is_finished.all()) and options.early_stopping is True)
+        open_beams = not (bool(held["is_finished"].all()) and options.early_stopping is True)
         if not (bool(improvable.any()) and open_beams and not bool(hits.all())):
             break
         state.reorder((parents + offsets).view(-1))
         chosen = running[:, :, cursor].reshape(-1)
         state.mark(chosen)
         logits = state.step(chosen, generated + 1)
-    count = options.num_return_sequences
-    return _output(
-        finished, finished_scores, finished_lengths, finished_rows, count, width, all_scores, all_logits, options
-    )
+    return _output(held, options.num_return_sequences, width, all_scores, all_logits, options)
 
 
 def _diversity(current: torch.Tensor, upto: int, beams: int, vocab: int, penalty: float) -> torch.Tensor:
@@ -142,14 +177,13 @@ def _diversity(current: torch.Tensor, upto: int, beams: int, vocab: int, penalty
     return (penalty * counts).repeat_interleave(beams, 0)
 
 
-def _is_done(best, count, worst, size, generated, budget, options) -> torch.Tensor:
+def _is_done(best, count, worst, size, width, generated, budget, options) -> torch.Tensor:
     """`BeamHypotheses.is_done`: the group holds `size` hypotheses none of its beams can still beat."""
     full = count == size
     if options.early_stopping is True:
         return full
-    lp = options.length_penalty
-    horizon = budget.float() if options.early_stopping == "never" and lp > 0 else float(generated + 1)
-    return full & (worst >= best / horizon**lp)
+    horizon = options.beam_lengths(width, generated, budget)[2]
+    return full & (worst >= _per_length(best, horizon, options.length_penalty))
 
 
 class Hypotheses:
@@ -219,6 +253,7 @@ def group_beam_search(
         parents, new_scores = torch.zeros_like(current), torch.zeros_like(beam_scores)
         processed = torch.zeros_like(shared)
         last = (generated + 1 >= budget) | out_of_time(options, began)
+        ended, cut, _ = options.beam_lengths(width, generated, budget)
         for group in range(groups):
             low, high = group * size, (group + 1) * size
             penalty = _diversity(current, low, beams, vocab, options.diversity_penalty)
@@ -234,7 +269,7 @@ def group_beam_search(
             rows[:, :, generated] = (source + low + offsets).int()
             lengths = torch.full_like(picked, generated + 1)
             accepted = ends & (ranks < size) & ~done[:, group : group + 1]
-            hypotheses.add(group, candidates, rows, top / float(generated + 1) ** lp, lengths, accepted)
+            hypotheses.add(group, candidates, rows, _per_length(top, ended, lp), lengths, accepted)
             # The group's beams go on with its best candidates that do not end; finished groups idle on pad.
             pick = torch.topk(top + ends.float() * NEVER, size)[1]
             idle = done[:, group : group + 1]
@@ -243,8 +278,7 @@ def group_beam_search(
             parents[:, low:high] = torch.where(idle, torch.arange(size, device=device), _gather(source, pick)) + low
             current[:, low:high] = chosen
             best, worst = top[:, 0], hypotheses.worst(group)
-            ended = _is_done(best, hypotheses.count[:, group], worst, size, generated, budget, options)
-            done[:, group] |= ended
+            done[:, group] |= _is_done(best, hypotheses.count[:, group], worst, size, width, generated, budget, options)
         if options.output_scores:
             all_scores.append(processed)
         if options.output_logits:
@@ -253,7 +287,7 @@ def group_beam_search(
         running[:, :, cursor] = current
         running_rows[:, :, generated] = (parents + offsets).int()
         beam_scores = new_scores
-        _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores, generated, options, size)
+        _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores, cut, generated, options, size)
         if bool(done.all()):
             break
         state.reorder((parents + offsets).view(-1))
@@ -261,13 +295,13 @@ def group_beam_search(
         state.mark(chosen)
         logits = state.step(chosen, generated + 1)
     sequences, rows, scores, lengths = hypotheses.best(options.num_return_sequences)
-    return _output(
-        sequences, scores, lengths, rows, options.num_return_sequences, width, all_scores, all_logits, options
-    )
+    found = {"finished": sequences, "finished_rows": rows, "finished_scores": scores, "finished_lengths": lengths}
+    return _output(found, options.num_return_sequences, width, all_scores, all_logits, options)
 
 
-def _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores, generated, options, size) -> None:
-    """Images out of budget (or time): their unfinished groups' beams become hypotheses (`finalize`)."""
+def _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores, cut, generated, options, size):
+    """Images out of budget (or time): their unfinished groups' beams become hypotheses (`finalize`), scored at
+    length `cut`."""
     if not bool(last.any()):
         return
     lp = options.length_penalty
@@ -275,6 +309,6 @@ def _finish_at_budget(hypotheses, done, last, running, running_rows, beam_scores
         low, high = group * size, (group + 1) * size
         accepted = (last & ~done[:, group])[:, None].expand(-1, size)
         lengths = torch.full_like(beam_scores[:, low:high], generated + 1, dtype=torch.long)
-        scores = beam_scores[:, low:high] / float(generated + 1) ** lp
+        scores = _per_length(beam_scores[:, low:high], cut, lp)
         hypotheses.add(group, running[:, low:high], running_rows[:, low:high], scores, lengths, accepted)
     done |= last[:, None]

@@ -11,16 +11,17 @@ import torch
 from torch import nn
 
 from blip_core.config.configuration import BlipConfig, check_vqa_widths
-from blip_core.config.model_constants import IGNORE_INDEX
+from blip_core.config.model_constants import IGNORE_INDEX, ORIGINAL_LABEL_SMOOTHING
 from blip_core.generation.options import special_tokens
+from blip_core.modeling.answer_ranking import DEFAULT_RANK_K, check_candidate_ids, check_ranking_inputs
 from blip_core.modeling.limits import check_answers, check_text_length
 from blip_core.modeling.limits import check_pairing as _check_pairing
-from blip_core.modeling.outputs import BlipTextVisionModelOutput
+from blip_core.modeling.outputs import BlipAnswerRankingOutput, BlipTextVisionModelOutput
 from blip_torch.generation import GenerationMixin, empty_output
 from blip_torch.generation import generate as decode
 from blip_torch.modeling_utils import BlipPreTrainedModel
 from blip_torch.models import batch_size_of, image_features, output_flags, prefixed
-from blip_torch.text import BlipTextLMHeadModel, BlipTextModel
+from blip_torch.text import BlipTextLMHeadModel, BlipTextModel, lm_loss
 from blip_torch.vision import BlipVisionModel
 
 
@@ -146,3 +147,99 @@ class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
             )
         rows = [[tokens.start] for _ in range(question_embeds.shape[0])]
         return decode(self.text_decoder, rows, question_embeds, attention_mask, options, tokens)
+
+    def rank_answers(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        candidate_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        candidate_attention_mask: torch.Tensor | None = None,
+        k: int = DEFAULT_RANK_K,
+        interpolate_pos_encoding: bool = False,
+    ) -> BlipAnswerRankingOutput:
+        """Rank candidate answers per question, as the original BLIP's `rank_answer` (salesforce/BLIP
+        `models/blip_vqa.py`, its `inference='rank'`, `k_test=128`).
+
+        The question is encoded against the image; one decoder step from BOS gives every candidate's
+        first-token probability; the k best (ties: the lower index) are teacher-forced through the decoder.
+        A candidate's score is minus the original decoder loss summed over its tokens (first answer token
+        through [SEP], padding ignored), with the original's label smoothing 0.1 whatever the config says: a
+        log-likelihood-like number, higher is better, not a probability. It is not combined with the
+        first-token probability.
+
+        Args:
+            pixel_values: (B, 3, H, W) float. input_ids, attention_mask: (B, L) questions.
+            candidate_ids: (N, T) int, [DEC] (any first token: it is replaced by BOS) then the answer and [SEP],
+                padded (`BlipProcessor.tokenize_answers`). candidate_attention_mask: (N, T), default ids != pad.
+            k: candidates re-scored per question; k' = min(k, N) are returned.
+
+        Returns:
+            `BlipAnswerRankingOutput`: `indices` (B, k') int64 rows of `candidate_ids`, `scores` (B, k') float32,
+            best first.
+
+        Raises:
+            TypeError/ValueError: a bad `k`, bad shapes, token ids outside the vocabulary.
+        """
+        kept = check_ranking_inputs(
+            tuple(candidate_ids.shape),
+            None if candidate_attention_mask is None else tuple(candidate_attention_mask.shape),
+            tuple(input_ids.shape),
+            None if attention_mask is None else tuple(attention_mask.shape),
+            k,
+        )
+        check_candidate_ids(int(candidate_ids.min()), int(candidate_ids.max()), self.config.text_config.vocab_size)
+        _check_pairing(batch_size_of(pixel_values, "pixel_values"), batch_size_of(input_ids, "input_ids"))
+        check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
+        check_text_length(candidate_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
+        if input_ids.shape[0] == 0:
+            empty = torch.zeros((0, kept), device=input_ids.device)
+            return BlipAnswerRankingOutput(indices=empty.long(), scores=empty.float())
+        with torch.no_grad():
+            _, question_embeds = self._question_embeds(
+                input_ids, pixel_values, attention_mask, interpolate_pos_encoding
+            )
+            if attention_mask is None:
+                attention_mask = torch.ones(input_ids.shape, dtype=torch.long, device=input_ids.device)
+            answers, answer_mask = self._candidate_rows(candidate_ids, candidate_attention_mask)
+            shortlist = self._first_token_shortlist(question_embeds, attention_mask, answers[:, 1], kept)
+            rows = [
+                self._score_candidates(question_embeds[i], attention_mask[i], answers, answer_mask, shortlist[i])
+                for i in range(question_embeds.shape[0])
+            ]
+        indices = torch.stack([index for index, _ in rows])
+        scores = torch.stack([score for _, score in rows])
+        return BlipAnswerRankingOutput(indices=indices.long(), scores=scores.float())
+
+    def _candidate_rows(self, candidate_ids, candidate_attention_mask):
+        """(ids with BOS first, mask) of the candidates."""
+        if candidate_attention_mask is None:
+            candidate_attention_mask = (candidate_ids != self.decoder_pad_token_id).long()
+        answers = candidate_ids.long().clone()
+        answers[:, 0] = self.decoder_start_token_id
+        return answers, candidate_attention_mask.long()
+
+    def _first_token_shortlist(self, question_embeds, attention_mask, first_tokens, kept):
+        """(B, kept) candidate rows with the highest first-token probability after BOS (stable order)."""
+        start = torch.full((question_embeds.shape[0], 1), self.decoder_start_token_id, device=first_tokens.device)
+        logits = self.text_decoder(
+            input_ids=start, encoder_hidden_states=question_embeds, encoder_attention_mask=attention_mask
+        ).logits[:, 0, :]
+        probabilities = torch.softmax(logits.float(), dim=-1)[:, first_tokens]
+        return torch.sort(probabilities, dim=-1, descending=True, stable=True).indices[:, :kept]
+
+    def _score_candidates(self, states, mask, answers, answer_mask, chosen):
+        """(candidate rows, scores) of one question's shortlist, best first."""
+        ids, ids_mask = answers[chosen], answer_mask[chosen]
+        labels = ids.masked_fill(ids_mask == 0, IGNORE_INDEX)
+        # One row of question states for all candidates: the cross-attention computes its keys/values once
+        # and folds the candidates into the query axis (as for beams), never copying them.
+        logits = self.text_decoder(
+            input_ids=ids,
+            attention_mask=ids_mask,
+            encoder_hidden_states=states[None],
+            encoder_attention_mask=mask[None],
+        ).logits
+        scores = -lm_loss(logits, labels, ORIGINAL_LABEL_SMOOTHING, "none")
+        order = torch.sort(scores, descending=True, stable=True).indices
+        return chosen[order], scores[order]

@@ -43,6 +43,45 @@ class BlipForImageTextRetrieval(BlipPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.text_encoder.set_input_embeddings(value)
 
+    def get_image_features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        """(B, image_text_hidden_size) L2-normalised ITC image embeddings: `vision_proj` of the [CLS] state,
+        the image side of what `forward(use_itm_head=False)` multiplies.
+
+        Raises:
+            ValueError: `pixel_values` is None.
+        """
+        image_embeds = image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
+        return nn.functional.normalize(self.vision_proj(image_embeds[:, 0]), dim=-1)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, image_text_hidden_size) L2-normalised ITC text embeddings: `text_proj` of the first token's
+        state from the text encoder alone (no image), the text side of `forward(use_itm_head=False)`."""
+        states = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return nn.functional.normalize(self.text_proj(states.last_hidden_state[:, 0]), dim=-1)
+
+    def get_multimodal_features(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        image_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, text hidden) first-token states of the ITM pass (text attending to its image, row by row):
+        `itm_head` of them is `forward(use_itm_head=True).itm_score`. `image_embeds` (B, patches + 1, vision
+        hidden), the vision model's `last_hidden_state`, replaces `pixel_values` when an image is reused.
+
+        Raises:
+            ValueError: neither `pixel_values` nor `image_embeds`, or image and text batch sizes differ.
+        """
+        if image_embeds is None:
+            image_embeds = image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
+        _check_pairing(image_embeds.shape[0], input_ids.shape[0])
+        states = self.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask, encoder_hidden_states=image_embeds, return_dict=True
+        )
+        return states.last_hidden_state[:, 0]
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,

@@ -9,6 +9,7 @@ from blip_core.cli.common import Writer, add_common_arguments, batches, pipeline
 
 TASKS = {"caption": "image-to-text", "vqa": "visual-question-answering"}
 FIELDS = {"caption": ["file", "caption"], "vqa": ["file", "question", "answer"]}
+RANKED_FIELDS = ["file", "question", "answer", "score"]  # `blip vqa --answers`: one record per ranked answer
 GENERATION_OPTIONS = (
     "max_new_tokens",
     "min_new_tokens",
@@ -35,6 +36,10 @@ def add_parsers(commands: Any) -> None:
     vqa = commands.add_parser("vqa", help="answer a question about images")
     add_common_arguments(vqa)
     vqa.add_argument("-q", "--question", required=True)
+    vqa.add_argument(
+        "--answers", help="rank these candidate answers (a JSON list or one per line); --top-k: how many to show"
+    )
+    vqa.add_argument("--protocol", choices=["transformers", "original"], default="transformers")
     add_generation_arguments(vqa)
 
 
@@ -61,9 +66,36 @@ def generation_options(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None and value is not False}
 
 
+def fields(args: argparse.Namespace) -> list[str]:
+    """The record fields of this run: ranked answers (`blip vqa --answers`) add their score."""
+    return RANKED_FIELDS if getattr(args, "answers", None) else FIELDS[args.command]
+
+
+def ranking_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`blip vqa`'s pipeline options beside the question: the candidates and `top_k` when ranking, the protocol.
+
+    Raises UsageError for generation options with --answers."""
+    from blip_core.cli.common import UsageError
+    from blip_core.tasks.vqa_annotations import read_answer_list
+
+    options: dict[str, Any] = {"protocol": args.protocol}
+    if not args.answers:
+        return options
+    generation = sorted(set(generation_options(args)) - {"top_k"})
+    if generation:
+        raise UsageError(f"--answers ranks candidates: generation options {generation} do not apply")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    return {**options, "candidate_answers": read_answer_list(args.answers), "top_k": args.top_k or 1}
+
+
 def run(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]]) -> None:
+    if args.command == "vqa" and args.answers:
+        return _run_ranking(args, writer, images)
     pipe = pipeline_for(args, TASKS[args.command])
     extra = {"prompt": args.prompt} if args.command == "caption" else {"question": args.question}
+    if args.command == "vqa" and args.protocol != "transformers":
+        extra["protocol"] = args.protocol
     for chunk in progress(batches(images, args.batch_size), args.progress):
         results = pipe([image for _, image in chunk], **extra, **generation_options(args))
         for (name, _), result in zip(chunk, results, strict=True):
@@ -71,3 +103,14 @@ def run(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]])
                 writer.write({"file": name, "caption": result[0]["generated_text"]})
             else:
                 writer.write({"file": name, "question": args.question, "answer": result[0]["answer"]})
+
+
+def _run_ranking(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]]) -> None:
+    """`blip vqa --answers`: the `--top-k` best candidates per image (default 1), best first, with their scores."""
+    options = ranking_options(args)
+    pipe = pipeline_for(args, TASKS[args.command])
+    for chunk in progress(batches(images, args.batch_size), args.progress):
+        results = pipe([image for _, image in chunk], question=args.question, **options)
+        for (name, _), result in zip(chunk, results, strict=True):
+            for record in result:
+                writer.write({"file": name, "question": args.question, **record})

@@ -24,7 +24,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from blip_core.cli import demo, embed, evaluate, generate, match
+from blip_core.cli import demo, embed, evaluate, generate, index, match, search
 from blip_core.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -39,7 +39,7 @@ from blip_core.cli.common import (
 )
 from blip_core.io.native_logs import quiet_native_logs
 
-SUB_COMMANDS = (generate, match, embed, evaluate, demo)  # in the order `blip --help` lists them
+SUB_COMMANDS = (generate, match, embed, index, search, evaluate, demo)  # in the order `blip --help` lists them
 MODEL_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "FIELDS", ())}
 OWN_FLOW_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "COMMANDS", ())}
 
@@ -85,7 +85,8 @@ def _main(args: argparse.Namespace) -> int:
         if not images and not texts_only:
             raise UsageError("no readable images among the inputs")
         module = MODEL_COMMANDS[args.command]
-        module.run(args, Writer(args.format, module.FIELDS[args.command]), images)
+        fields = module.fields(args) if hasattr(module, "fields") else module.FIELDS[args.command]
+        module.run(args, Writer(args.format, fields), images)
     except (ValueError, OSError, RuntimeError, TypeError, ImportError) as err:
         print(f"blip: error: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR

@@ -96,6 +96,13 @@ DEFAULTS: dict[str, Any] = {
     "force_words_ids": None,
 }
 
+# Fields of this project only (not in `transformers`): written to `generation_config.json` only when set to
+# something else than their default, so a default config's files and dicts stay `transformers`' own.
+# `beam_length_rule`: the length beam search divides a hypothesis' summed log-probability by (see
+# `blip_core.generation.options.GenerationOptions.beam_lengths`).
+EXTENSION_DEFAULTS: dict[str, Any] = {"beam_length_rule": "new_tokens"}
+BEAM_LENGTH_RULES = ("new_tokens", "whole_sequence")
+
 # Arguments of `generate()` itself that do not belong in a config (`transformers` refuses them there too).
 GENERATE_ONLY_ARGUMENTS = (
     "logits_processor",
@@ -113,6 +120,7 @@ GENERATE_ONLY_ARGUMENTS = (
 _SAMPLING_ONLY = {"temperature": 1.0, "top_p": 1.0, "min_p": None, "typical_p": 1.0, "top_k": 50}
 _SAMPLING_ONLY.update({"epsilon_cutoff": 0.0, "eta_cutoff": 0.0})
 _BEAM_ONLY = {"early_stopping": False, "length_penalty": 1.0, "num_beam_groups": 1, "diversity_penalty": 0.0}
+_BEAM_ONLY["beam_length_rule"] = "new_tokens"
 
 # Fields whose type `validate` checks (None allowed): counts, and the numbers of sampling and penalties.
 _INT_FIELDS = ("max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams", "num_beam_groups")
@@ -148,7 +156,7 @@ class GenerationConfig(PushToHubMixin):
     )
 
     def __init__(self, **kwargs: Any) -> None:
-        for key, default in DEFAULTS.items():
+        for key, default in {**DEFAULTS, **EXTENSION_DEFAULTS}.items():
             setattr(self, key, copy.deepcopy(kwargs.pop(key, default)))
         self.is_assistant = False
         self._from_model_config = kwargs.pop("_from_model_config", False)
@@ -183,6 +191,11 @@ class GenerationConfig(PushToHubMixin):
         self._check_field_types()
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"`early_stopping` must be a boolean or 'never', but is {self.early_stopping}.")
+        if self.beam_length_rule not in BEAM_LENGTH_RULES:
+            raise ValueError(
+                f"`beam_length_rule` must be one of {BEAM_LENGTH_RULES} ('new_tokens': transformers 4.57's rule, "
+                f"'whole_sequence': the original BLIP's, transformers 4.15), but is {self.beam_length_rule!r:.60}."
+            )
         if self.max_new_tokens is not None and self.max_new_tokens <= 0:
             raise ValueError(f"`max_new_tokens` must be greater than 0, but is {self.max_new_tokens}.")
         for argument in GENERATE_ONLY_ARGUMENTS:
@@ -268,6 +281,9 @@ class GenerationConfig(PushToHubMixin):
     def to_dict(self) -> dict[str, Any]:
         """Every attribute (known, unknown and `transformers_version`), as `transformers` serialises it."""
         output = copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in _NEVER_SERIALISED})
+        for key, default in EXTENSION_DEFAULTS.items():
+            if output.get(key) == default:
+                del output[key]
         output["transformers_version"] = TRANSFORMERS_VERSION
         return output
 

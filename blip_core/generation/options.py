@@ -96,6 +96,7 @@ class GenerationOptions:
     encoder_repetition_penalty: float = 1.0
     length_penalty: float = 1.0
     early_stopping: bool | str = False
+    beam_length_rule: str = "new_tokens"  # or "whole_sequence" (the original BLIP's transformers 4.15)
     no_repeat_ngram_size: int = 0
     encoder_no_repeat_ngram_size: int = 0
     sequence_bias: tuple[tuple[tuple[int, ...], float], ...] = ()
@@ -171,6 +172,25 @@ class GenerationOptions:
         if self.min_new_tokens is not None:
             min_total = prompt_length + self.min_new_tokens
         return max_new, min_total
+
+    def beam_lengths(self, width: Any, generated: Any, budget: Any) -> tuple[Any, Any, Any]:
+        """What beam search divides summed log-probabilities by (to the power `length_penalty`) at step
+        `generated` (0-based; ints or tensors) of rows of `width` tokens (BOS and prompt) and new-token `budget`:
+        (a hypothesis ending with an end token, one cut at its budget or time, the best beam in the stop check).
+
+        "new_tokens" (`transformers` 4.57): the new tokens, the end token included. "whole_sequence" (4.15,
+        which the original BLIP ran): the whole row, prompt included and the end token not (a row cut at its
+        budget counts its last token). Without a prompt (width 1) the two agree on rows that end, not on cut ones.
+        """
+        never = self.early_stopping == "never" and self.length_penalty > 0
+        if self.beam_length_rule == "whole_sequence":
+            return width + generated, width + generated + 1, width + budget if never else width + generated
+        return generated + 1, generated + 1, budget if never else generated + 1
+
+    @property
+    def whole_sequence(self) -> bool:
+        """Whether beam search scores hypotheses by their whole length (the original BLIP's rule)."""
+        return self.beam_length_rule == "whole_sequence"
 
     @property
     def needs_history(self) -> bool:
@@ -252,6 +272,7 @@ _DIRECT_FIELDS = (
     "encoder_repetition_penalty",
     "length_penalty",
     "early_stopping",
+    "beam_length_rule",
     "no_repeat_ngram_size",
     "encoder_no_repeat_ngram_size",
     "renormalize_logits",

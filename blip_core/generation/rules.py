@@ -11,6 +11,8 @@ import functools
 import math
 from typing import Any
 
+from blip_core.config.generation_config import BEAM_LENGTH_RULES
+
 # `custom_generate` value `transformers` 4.57 asks for group beam search; here it is built in.
 GROUP_BEAM_REPO = "transformers-community/group-beam-search"
 
@@ -205,6 +207,8 @@ def check_option_values(values: dict[str, Any], vocab_size: int | None) -> None:
         raise ValueError(f"diversity_penalty must be >= 0, got {values['diversity_penalty']!r}")
     if not isinstance(values["length_penalty"], (int, float)) or not math.isfinite(values["length_penalty"]):
         raise ValueError(f"length_penalty must be a finite number, got {values['length_penalty']!r}")
+    if values.get("beam_length_rule", BEAM_LENGTH_RULES[0]) not in BEAM_LENGTH_RULES:
+        raise ValueError(f"beam_length_rule must be one of {BEAM_LENGTH_RULES}, got {values['beam_length_rule']!r:.60}")
     if not sampling and values["num_return_sequences"] > values["num_beams"]:
         raise ValueError(
             f"num_return_sequences ({values['num_return_sequences']}) cannot exceed num_beams ({values['num_beams']}) "

@@ -191,3 +191,15 @@ def empty_generate_output(options: Any, sequences: Any, no_scores: Any) -> Model
             sequences=sequences, sequences_scores=no_scores, scores=scores, logits=logits
         )
     return GenerateDecoderOnlyOutput(sequences=sequences, scores=scores, logits=logits)
+
+
+@dataclass(repr=False)
+class BlipAnswerRankingOutput(ModelOutput):
+    """`BlipForQuestionAnswering.rank_answers`: per question, the kept candidates best first.
+
+    `indices` (B, k') int64: rows of `candidate_ids`; `scores` (B, k') float32: minus the original decoder's
+    summed, label-smoothed (0.1) loss over each answer's tokens: a log-likelihood-like number, higher is better,
+    not a probability."""
+
+    indices: Any = None
+    scores: Any = None

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from blip_core.config.model_constants import DEC_TOKEN_ID, ENC_TOKEN_ID
 from blip_core.io.hub_upload import PushToHubMixin
-from blip_core.processing.feature import BatchFeature, check_tensor_type, to_framework
+from blip_core.processing.feature import BatchEncoding, BatchFeature, check_tensor_type, to_framework
 from blip_core.processing.image_processing import BlipImageProcessor, ImageProcessorSettings
 from blip_core.processing.tokenization import BlipTokenizer
 
@@ -90,6 +91,50 @@ class BlipProcessor(PushToHubMixin):
             )
             data.update(encoding)
         return BatchFeature(data)
+
+    def tokenize_answers(
+        self, answers: list[str], return_tensors: Any = None, max_length: int | None = None
+    ) -> BatchEncoding:
+        """A list of candidate answers tokenized once, for `rank_answers` (the original's answer list:
+        [DEC] first, the answer, [SEP] last, padded to the longest; `max_length` cuts, keeping [SEP]).
+
+        Returns `input_ids` and `attention_mask` (N, T). Raises TypeError for answers that are not a list of
+        strings, ValueError for an empty list or an empty answer.
+        """
+        if isinstance(answers, str) or not isinstance(answers, (list, tuple)):
+            raise TypeError(f"answers must be a list of strings, got {type(answers).__name__}")
+        if not answers:
+            raise ValueError("answers is empty: give at least one candidate answer")
+        for answer in answers:
+            if not isinstance(answer, str):
+                raise TypeError(f"answers must be strings, got {type(answer).__name__}")
+            if not answer.strip():
+                raise ValueError("answers holds an empty answer")
+        options = {"truncation": True, "max_length": max_length} if max_length is not None else {}
+        encoded = self.tokenizer(list(answers), padding="longest", return_tensors="np", **options)
+        ids = np.asarray(encoded["input_ids"]).copy()
+        ids[:, 0] = DEC_TOKEN_ID
+        return _encoding(ids, np.asarray(encoded["attention_mask"]), return_tensors)
+
+    def encode_questions(
+        self,
+        questions: str | list[str],
+        text_start_token: str = "[CLS]",
+        return_tensors: Any = None,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Questions tokenized and padded, starting with `text_start_token`: "[CLS]" (`transformers`) or "[ENC]"
+        (id 30523, the original BLIP's VQA questions); other tokenizer options (`truncation`, `max_length`) pass on.
+
+        Raises ValueError for another start token.
+        """
+        if text_start_token not in ("[CLS]", "[ENC]"):
+            raise ValueError(f"text_start_token must be '[CLS]' or '[ENC]', got {text_start_token!r}")
+        encoded = self.tokenizer(questions, padding=kwargs.pop("padding", True), return_tensors="np", **kwargs)
+        ids = np.asarray(encoded["input_ids"]).copy()
+        if text_start_token == "[ENC]" and ids.size:
+            ids[:, 0] = ENC_TOKEN_ID
+        return _encoding(ids, np.asarray(encoded["attention_mask"]), return_tensors)
 
     def decode(self, *args: Any, **kwargs: Any) -> str:
         return self.tokenizer.decode(*args, **kwargs)
@@ -212,3 +257,17 @@ def _empty_encoding(return_tensors: Any, padding: bool | str, max_length: int | 
     length = max_length if padding == "max_length" and max_length else 0
     dtype = np.int32 if tensor_type == "tf" else np.int64
     return {name: to_framework(np.zeros((0, length), dtype), tensor_type) for name in ("input_ids", "attention_mask")}
+
+
+def _encoding(ids: np.ndarray, mask: np.ndarray, return_tensors: Any) -> BatchEncoding:
+    """`input_ids` and `attention_mask` as lists (None), NumPy, torch or TensorFlow (int32 there)."""
+    tensor_type = check_tensor_type(return_tensors)
+    if tensor_type is None:
+        return BatchEncoding({"input_ids": ids.tolist(), "attention_mask": mask.tolist()})
+    dtype = np.int32 if tensor_type == "tf" else np.int64
+    return BatchEncoding(
+        {
+            name: to_framework(value.astype(dtype), tensor_type)
+            for name, value in (("input_ids", ids), ("attention_mask", mask))
+        }
+    )

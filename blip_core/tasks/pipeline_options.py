@@ -5,8 +5,8 @@ Given at `pipeline(...)` or at the call (the call's win), options split into the
 `generate`: `generate_kwargs={...}` (passed on unchanged; `generate` checks them),
 `max_new_tokens=`, and any generation option given directly (`num_beams=3`: `transformers`
 takes these only at `pipeline(...)`). Other names are a TypeError; nothing is dropped silently,
-except `top_k` on visual question answering, which `transformers` accepts and ignores for
-generative models.
+except `top_k` on visual question answering without `candidate_answers`, which `transformers` accepts and
+ignores for generative models (with `candidate_answers` it is the number of ranked answers returned).
 Framework-neutral.
 """
 
@@ -20,7 +20,7 @@ GENERATING_TASKS = ("image-to-text", "image-text-to-text", "visual-question-answ
 # The task's own options (inputs such as `question` and `text` are read apart, in pipeline_inputs).
 TASK_OPTIONS: dict[str, tuple[str, ...]] = {
     "image-to-text": ("prompt", "timeout"),
-    "visual-question-answering": ("timeout", "padding", "truncation", "top_k"),
+    "visual-question-answering": ("timeout", "padding", "truncation", "top_k", "candidate_answers", "protocol"),
     "image-text-to-text": (
         "timeout",
         "padding",
@@ -40,10 +40,13 @@ TASK_OPTIONS: dict[str, tuple[str, ...]] = {
         "timeout",
         "top_k",
         "tokenizer_kwargs",
+        "scoring",
     ),
     "image-text-matching": ("text", "timeout"),
 }
 RETURN_TYPES = ("tensors", "new_text", "full_text")
+# zero-shot-image-classification's `scoring`: ITC cosine (CLIP-like) or the ITM head's match odds.
+ZERO_SHOT_SCORING = ("itc", "itm")
 
 
 def split_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +111,9 @@ def _check(options: dict[str, Any]) -> None:
     top_k = options.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    scoring = options.get("scoring")
+    if scoring is not None and scoring not in ZERO_SHOT_SCORING:
+        raise ValueError(f"scoring must be one of {ZERO_SHOT_SCORING} (or None: the model's default), got {scoring!r}")
     template = options.get("hypothesis_template")
     if template is not None and (not isinstance(template, str) or "{}" not in template):
         raise ValueError(f"hypothesis_template must be a string with a {{}} for the label, got {template!r}")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from blip_core.config.model_constants import ITC_TEMPERATURE
 from blip_core.generation.options import quiet_length_cap
 from blip_core.processing.image_loading import to_pil_or_array
 from blip_core.tasks.pipeline_inputs import Item, as_label_list
@@ -84,7 +85,17 @@ def caption(pipe: Any, items: list[Item], options: dict[str, Any]) -> list[list[
 
 
 def answer(pipe: Any, items: list[Item], options: dict[str, Any]) -> list[list[dict[str, str]]]:
-    """visual-question-answering: [{"answer": ...}] per (image, question)."""
+    """visual-question-answering: [{"answer": ...}] per (image, question); with `candidate_answers`, the
+    `top_k` best candidates [{"answer", "score"}] (`vqa_ranking`); `protocol="original"` encodes questions as
+    the original BLIP did."""
+    if options.get("candidate_answers") is not None or options.get("protocol", "transformers") != "transformers":
+        from blip_core.tasks import vqa_ranking
+
+        options = {"protocol": "transformers", **options}
+        vqa_ranking.check_protocol(options["protocol"])
+        if options.get("candidate_answers") is not None:
+            return vqa_ranking.ranked_answers(pipe, items, options)
+        return vqa_ranking.generated_answers(pipe, items, options)
     ids, _ = _generate(pipe, items, options)
     texts = pipe.processor.batch_decode(ids, skip_special_tokens=True)
     return [[{"answer": text.strip()} for text in group] for group in _per_item(texts, len(items))]
@@ -158,19 +169,31 @@ def match_probabilities(pipe: Any, image: Any, texts: list[str], **text_options:
 def zero_shot(pipe: Any, items: list[Item], options: dict[str, Any]) -> list[list[dict[str, Any]]]:
     """zero-shot-image-classification: [{"score", "label"}] per image, best first, scores summing to 1.
 
-    A `BlipModel` scores as `transformers` does (softmax of `logits_per_image`); a retrieval
-    checkpoint by its ITM head: the labels' odds of matching, normalised to sum to 1.
+    `scoring="itc"` (the default for a `BlipModel`, as `transformers`): softmax of the contrastive logits, one
+    pass per image and label; on a retrieval checkpoint the cosines of `get_image_features`/`get_text_features`
+    over `ITC_TEMPERATURE` (0.07, the original's initial temperature). `scoring="itm"` (the default for a
+    retrieval checkpoint): each label's match odds from the ITM head, normalised to sum to 1; slower (one
+    cross-attention pass per image and label), more precise; a `BlipModel` has no ITM head.
     """
     labels = as_label_list(options.get("candidate_labels"))
     template = options.get("hypothesis_template") or DEFAULT_HYPOTHESIS_TEMPLATE
     sequences = [template.format(label) for label in labels]
     images = load_images(items, options.get("timeout"))
     text_options = dict(options.get("tokenizer_kwargs") or {})
-    if type(pipe.model).__name__.removeprefix("TF") == "BlipModel":
+    contrastive = type(pipe.model).__name__.removeprefix("TF") == "BlipModel"
+    scoring = options.get("scoring") or ("itc" if contrastive else "itm")
+    if contrastive and scoring == "itm":
+        raise ValueError(
+            "scoring='itm' needs a retrieval checkpoint (BlipForImageTextRetrieval): BlipModel has no ITM head"
+        )
+    if contrastive:
         text_options.setdefault("padding", True)
         batch = dict(pipe.processor(images=images, text=sequences, return_tensors="np", **text_options))
         logits = to_numpy(pipe.runtime.run(pipe.model, **pipe.runtime.tensors(batch, pipe.model)).logits_per_image)
         probabilities = list(_softmax(logits.astype(np.float32)))
+    elif scoring == "itc":
+        cosines = _itc_cosines(pipe, images, sequences, text_options)
+        probabilities = list(_softmax(cosines.astype(np.float64) / ITC_TEMPERATURE).astype(np.float32))
     else:
         probabilities = []
         for image in images:
@@ -178,6 +201,17 @@ def zero_shot(pipe: Any, items: list[Item], options: dict[str, Any]) -> list[lis
             log_odds = np.log(np.clip(match, 1e-12, 1)) - np.log(np.clip(1 - match, 1e-12, 1))
             probabilities.append(_softmax(log_odds))
     return [_ranked(p, labels, options.get("top_k")) for p in probabilities]
+
+
+def _itc_cosines(pipe: Any, images: list[Any], texts: list[str], text_options: dict[str, Any]) -> np.ndarray:
+    """(images, texts) ITC cosines of a retrieval model: each image and each text embedded once."""
+    model, runtime = pipe.model, pipe.runtime
+    pixels = runtime.tensors(dict(pipe.processor(images=images, return_tensors="np")), model)
+    text = dict(pipe.processor(text=texts, return_tensors="np", **{"padding": True, **text_options}))
+    text = runtime.tensors({key: text[key] for key in ("input_ids", "attention_mask")}, model)
+    image_features = to_numpy(runtime.run(model.get_image_features, **pixels)).astype(np.float32)
+    text_features = to_numpy(runtime.run(model.get_text_features, **text)).astype(np.float32)
+    return image_features @ text_features.T
 
 
 def match(pipe: Any, items: list[Item], options: dict[str, Any]) -> list[list[dict[str, Any]]]:

@@ -114,6 +114,26 @@ FORWARD_CASES = [
     ),
 ]
 
+# Methods of the BLIP paper that `transformers` lacks (no golden data from it): twin-tested only, and against
+# their own references (tests/parity/test_retrieval_reference.py, test_vqa_ranking.py).
+PAPER_CASES = [
+    Case("retrieval_image_features", "BlipForImageTextRetrieval", "get_image_features", PIX),
+    Case("retrieval_text_features", "BlipForImageTextRetrieval", "get_text_features", {**IDS, **MASK}),
+    Case(
+        "retrieval_multimodal_features",
+        "BlipForImageTextRetrieval",
+        "get_multimodal_features",
+        {**IDS, **PIX, **MASK},
+    ),
+    Case(
+        "vqa_rank_answers",
+        "BlipForQuestionAnswering",
+        "rank_answers",
+        {**PIX, "input_ids": "input_ids_full", "candidate_ids": "answers"},
+        {"k": 2},
+    ),
+]
+
 CAPTION = "BlipForConditionalGeneration"
 VQA = "BlipForQuestionAnswering"
 _GENERATION_BASE = [

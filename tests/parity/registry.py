@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.helpers.model_cases import FORWARD_CASES, GENERATION_CASES
+from tests.helpers.model_cases import FORWARD_CASES, GENERATION_CASES, PAPER_CASES
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def _sub(path: str) -> Callable[[Any, str], Any]:
     return pick
 
 
-CLASS_TWINS = [Twin(c.name, c.class_name, c.method, c.inputs, c.kwargs) for c in FORWARD_CASES]
+CLASS_TWINS = [Twin(c.name, c.class_name, c.method, c.inputs, c.kwargs) for c in FORWARD_CASES + PAPER_CASES]
 # The "plain" decoders repeat one token; the other two variants exercise EOS, lengths and beams.
 GENERATE_TWINS = [
     Twin(c.name, c.class_name, c.method, c.inputs, c.kwargs, c.variant)

@@ -1,6 +1,6 @@
 """The original BLIP's text cleaning before tokenizing (salesforce/BLIP `data/utils.py`, `pre_caption` and
-`pre_question`), used under `protocol="original"`: the paper's captions, questions and retrieval texts went
-through it, `transformers`' BLIP never does.
+`pre_question`), used under `protocol="original"` (VQA, retrieval, evaluation and the paper-style training batches):
+the paper's captions, questions and retrieval texts went through it, `transformers`' BLIP never does.
 
 - captions and retrieval texts: lower-cased; each of `.!"()*#:;~` becomes a space; runs of whitespace become one
   space; stripped; cut to `max_words` words (30 in the original's caption and retrieval datasets);
