@@ -8,8 +8,9 @@ on the embedded demo models:
     blip eval retrieval --images /tmp/demo-eval/images --annotations /tmp/demo-eval/captions.json
 
 Files: `images/held_out_<i>.png`; `captions.json` (Karpathy style: [{"image", "caption": [one true caption]}]);
-`vqa.jsonl` (one question per image, its answer given by all 10 annotators); `answers.txt` (every answer the
-synthetic questions have: counts, colours, shapes). Held-out images are never seen in training.
+`vqa.jsonl` (one question per image, its answer given by all 10 annotators, numbers as digits as in
+VQA v2); `answers.txt` (every answer the synthetic questions have: counts, colours, shapes). Held-out images are
+never seen in training.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pathlib import Path
 from blip_core.demo.synthetic import COLORS, COUNTS, SHAPES
 from blip_core.demo.tasks import held_out
 
+# VQA annotations hold numbers as digits; the official accuracy normalises a predicted "two" to "2".
+DIGITS = {word: str(number) for number, word in enumerate(COUNTS, start=1)}
+
 
 def write_set(folder: Path, count: int, start: int = 0) -> None:
     images = folder / "images"
@@ -31,7 +35,8 @@ def write_set(folder: Path, count: int, start: int = 0) -> None:
         name = f"held_out_{start + i}.png"
         image.save(images / name)
         captions.append({"image": name, "caption": [scene.caption]})
-        questions.append({"image": name, "question": held.questions[i], "answers": [held.answers[i]] * 10})
+        answer = DIGITS.get(held.answers[i], held.answers[i])
+        questions.append({"image": name, "question": held.questions[i], "answers": [answer] * 10})
     (folder / "captions.json").write_text(json.dumps(captions, indent=1))
     (folder / "vqa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in questions))
     (folder / "answers.txt").write_text("\n".join([*COUNTS, *COLORS, *SHAPES]) + "\n")
