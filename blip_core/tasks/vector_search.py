@@ -8,7 +8,10 @@ Backends:
   store puts each vector in one of `nlist` cells and a query scans only the `nprobe` nearest cells, so it reads
   about nprobe/nlist of the store; a true neighbour in an unvisited cell is missed (recall < 1), and training
   takes time once per index.
-- "auto": "faiss" when faiss is installed and the store has at least `AUTO_FAISS_ROWS` rows, else "numpy".
+- "auto": "numpy". Exact search is one scan of the store, bound by memory bandwidth: measured side by side
+  (benchmarks/retrieval_speed.py) NumPy's blocked scan ran faster than faiss's `IndexFlatIP` at 10k and 1M
+  vectors and needs no second copy of them; "faiss-ivf" is the choice that changes speed, and it is approximate,
+  so it is never picked for the user.
 
 Results are best first; equal scores are ordered by row (NumPy). `k` larger than the store is clamped.
 """
@@ -21,7 +24,6 @@ import numpy as np
 
 BACKENDS = ("auto", "numpy", "faiss", "faiss-ivf")
 BLOCK_ROWS = 131072
-AUTO_FAISS_ROWS = 200_000
 TRAIN_ROWS_PER_CELL = 64  # "faiss-ivf" trains its k-means on about this many rows per cell
 FAISS_INSTALL = "pip install 'blip-dual[search]'"
 
@@ -98,7 +100,7 @@ class VectorIndex:
         if getattr(vectors, "ndim", 0) != 2 or len(vectors) == 0:
             raise ValueError(f"nothing to search: vectors must be a non-empty (N, D) array, got {np.shape(vectors)}")
         if backend == "auto":
-            backend = "faiss" if len(vectors) >= AUTO_FAISS_ROWS and faiss_available() else "numpy"
+            backend = "numpy"
         self.vectors, self.backend, self.dimension = vectors, backend, int(vectors.shape[1])
         self.index = None if backend == "numpy" else self._faiss_index(nlist, nprobe)
 
