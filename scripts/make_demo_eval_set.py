@@ -2,7 +2,7 @@
 on the embedded demo models:
 
     python scripts/make_demo_eval_set.py /tmp/demo-eval --count 200
-    blip eval caption   --images /tmp/demo-eval/images --annotations /tmp/demo-eval/captions.json
+    blip eval caption   --images /tmp/demo-eval/images --annotations /tmp/demo-eval/captions.json --prompt ''
     blip eval vqa       --images /tmp/demo-eval/images --annotations /tmp/demo-eval/vqa.jsonl --mode rank \
                         --answers /tmp/demo-eval/answers.txt
     blip eval retrieval --images /tmp/demo-eval/images --annotations /tmp/demo-eval/captions.json
@@ -10,7 +10,8 @@ on the embedded demo models:
 Files: `images/held_out_<i>.png`; `captions.json` (Karpathy style: [{"image", "caption": [one true caption]}]);
 `vqa.jsonl` (one question per image, its answer given by all 10 annotators, numbers as digits as in
 VQA v2); `answers.txt` (every answer the synthetic questions have: counts, colours, shapes). Held-out images are
-never seen in training.
+never seen in training. The demo captioner was trained without a prompt: `--prompt ''` (the paper's "a picture of "
+shifts its captions).
 """
 
 from __future__ import annotations

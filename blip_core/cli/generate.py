@@ -74,12 +74,17 @@ def fields(args: argparse.Namespace) -> list[str]:
 def ranking_options(args: argparse.Namespace) -> dict[str, Any]:
     """`blip vqa`'s pipeline options beside the question: the candidates and `top_k` when ranking, the protocol.
 
-    Raises UsageError for generation options with --answers."""
+    Raises UsageError for generation options with --answers, and for --top-k without --answers or --do-sample."""
     from blip_core.cli.common import UsageError
     from blip_core.tasks.vqa_annotations import read_answer_list
 
     options: dict[str, Any] = {"protocol": args.protocol}
     if not args.answers:
+        if args.top_k is not None and not args.do_sample:  # it would be silently ignored: say what it means
+            raise UsageError(
+                "--top-k is the number of ranked answers with --answers, or a sampling option with --do-sample; "
+                "greedy and beam search ignore it"
+            )
         return options
     generation = sorted(set(generation_options(args)) - {"top_k"})
     if generation:
@@ -92,10 +97,10 @@ def ranking_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace, writer: Writer, images: list[tuple[str, Any]]) -> None:
     if args.command == "vqa" and args.answers:
         return _run_ranking(args, writer, images)
-    pipe = pipeline_for(args, TASKS[args.command])
     extra = {"prompt": args.prompt} if args.command == "caption" else {"question": args.question}
-    if args.command == "vqa" and args.protocol != "transformers":
+    if args.command == "vqa" and ranking_options(args)["protocol"] != "transformers":  # also refuses a lone --top-k
         extra["protocol"] = args.protocol
+    pipe = pipeline_for(args, TASKS[args.command])
     for chunk in progress(batches(images, args.batch_size), args.progress):
         results = pipe([image for _, image in chunk], **extra, **generation_options(args))
         for (name, _), result in zip(chunk, results, strict=True):

@@ -84,12 +84,15 @@ def _default_model_quiet() -> str:
 
 
 def read_texts(file: str) -> list[str]:
-    """The non-blank lines of `file`, stripped. Raises OSError/ValueError naming the file."""
+    """The non-blank lines of `file`, stripped. Raises OSError/ValueError naming the file (also when it holds none)."""
     try:
         lines = Path(file).read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
         raise ValueError(f"--texts {file} is not UTF-8 text: {err}") from None
-    return [line.strip() for line in lines if line.strip()]
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise ValueError(f"--texts {file} holds no text (one per line expected)")
+    return texts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,7 +119,7 @@ def _inputs(args: argparse.Namespace, stored: dict[str, set[str]]) -> tuple[list
     new_texts = [text for text in dict.fromkeys(texts) if text not in stored.get("texts", ())]
     skipped = len(names) + len(texts) - len(new_names) - len(new_texts)
     if skipped:
-        print(f"blip: note: {skipped} entries already stored or repeated, not embedded again", file=sys.stderr)
+        print(f"blip: note: {skipped} already stored or repeated, not embedded again", file=sys.stderr)
     return new_names, new_texts
 
 

@@ -23,6 +23,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from blip_core.cli import demo, embed, evaluate, generate, index, match, search
 from blip_core.cli.common import (
@@ -44,8 +45,16 @@ MODEL_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(mo
 OWN_FLOW_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "COMMANDS", ())}
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line on stderr (exit 2) naming `--help`, not the whole usage
+    text; sub-command parsers are made of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blip", description="BLIP in PyTorch or TensorFlow, from the shell.")
+    parser = OneLineErrorParser(prog="blip", description="BLIP in PyTorch or TensorFlow, from the shell.")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in SUB_COMMANDS:
         module.add_parsers(commands)

@@ -92,7 +92,7 @@ def _checked_ids(ids: Any, count: int, kind: str) -> list[str]:
     if any(not isinstance(item, str) for item in ids):
         raise StoreError(f"{kind} ids must be strings")
     if len(ids) != count:
-        raise StoreError(f"{len(ids)} {kind} ids for {count} {kind} vectors: give one id per vector")
+        raise StoreError(f"{kind} ids: {len(ids)} for {count} vectors; give one id per vector")
     seen: set[str] = set()
     duplicates = [item for item in ids if item in seen or seen.add(item)]
     if duplicates:
@@ -161,7 +161,10 @@ def check_destination(path: str | os.PathLike, mode: str) -> None:
     if not _looks_like_store(path):
         raise FileExistsError(f"{path} exists and is not an embedding store: choose another --out (it is not replaced)")
     if mode == "new":
-        raise FileExistsError(f"{path} already holds an embedding store: pass --force to replace it or --append")
+        raise FileExistsError(
+            f"{path} already holds an embedding store: replace it (mode='force'; blip index build --force) "
+            "or add to it (mode='append'; --append)"
+        )
 
 
 def write_store(path: str | os.PathLike, store: EmbeddingStore, mode: str = "new") -> EmbeddingStore:

@@ -84,6 +84,23 @@ def numpy_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1).astype(np.int64)
 
 
+def _check_unit_rows(vectors: np.ndarray, sample: int = 4096) -> None:
+    """Cosine search is an inner product only on unit rows: refuse others (checked on up to `sample` rows, spread
+    over the store, so a memory-mapped million is not read in full).
+
+    Raises:
+        ValueError: a row whose L2 norm is not 1 (within 1e-3).
+    """
+    rows = np.asarray(vectors[:: max(1, len(vectors) // sample)], dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=1)
+    if not np.all(np.abs(norms - 1.0) <= 1e-3):
+        worst = float(norms[np.argmax(np.abs(norms - 1.0))])
+        raise ValueError(
+            f"vectors must be L2-normalised rows (cosine search); found a row of norm {worst:.4g}: divide each row by "
+            "its norm first"
+        )
+
+
 class VectorIndex:
     """Searchable vectors (N, D) float32 unit rows, with a backend from `BACKENDS`.
 
@@ -99,6 +116,7 @@ class VectorIndex:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if getattr(vectors, "ndim", 0) != 2 or len(vectors) == 0:
             raise ValueError(f"nothing to search: vectors must be a non-empty (N, D) array, got {np.shape(vectors)}")
+        _check_unit_rows(vectors)
         if backend == "auto":
             backend = "numpy"
         self.vectors, self.backend, self.dimension = vectors, backend, int(vectors.shape[1])

@@ -50,7 +50,7 @@ def test_rows_are_normalised_and_checked():
         make_store(META, images=(["a", "b"], [[1.0, 0.0], [0.0, 0.0]]))
     with pytest.raises(StoreError, match="NaN"):
         make_store(META, images=(["a"], [[np.nan, 1.0]]))
-    with pytest.raises(StoreError, match="2 images ids for 1"):
+    with pytest.raises(StoreError, match="images ids: 2 for 1"):
         make_store(META, images=(["a", "b"], [[1.0, 0.0]]))
     with pytest.raises(StoreError, match="duplicate texts ids"):
         make_store(META, texts=(["a", "a"], unit(2)))
@@ -136,7 +136,7 @@ def test_reading_bad_stores_names_the_problem(tmp_path):
         ({"version": 2}, "store version 2"),
         ({"format": "other"}, "is not a blip-dual-embedding-store table"),
         ({"images": {"count": 5, "ids": ["a"] * 5}}, "duplicate images ids"),
-        ({"images": {"count": 4, "ids": ["a", "b", "c", "d"]}}, "4 images ids for 5"),
+        ({"images": {"count": 4, "ids": ["a", "b", "c", "d"]}}, "images ids: 4 for 5"),
         ({"metadata": {"model": "m", "dimension": 16}}, r"expected float32 \(N, 16\)"),
     ]:
         table_path.write_text(json.dumps({**table, **change}), encoding="utf-8")

@@ -186,7 +186,7 @@ def test_existing_store_needs_force_or_append(index, corpus, tmp_path):
     corpus["images"][0].transpose(0).save(extra)  # mirrored: a new image
     out = blip("index", "build", corpus["paths"][0], extra, "--out", copy, "--append")
     assert out.returncode == 0, out.stderr
-    assert "1 entries already stored" in out.stderr
+    assert "blip: note: 1 already stored or repeated" in out.stderr
     grown = read_store(copy)
     assert grown.ids["images"][-1] == str(extra.resolve()) and grown.count("images") == COUNT + 1
     assert grown.ids["texts"] == corpus["captions"]
