@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from blip_core.cli.common import EXIT_ERROR, EXIT_OK, UsageError, batches, one_line, progress
+from blip_core.cli.common import EXIT_ERROR, EXIT_OK, UsageError, add_runtime_arguments, batches, one_line, progress
 
 HELP = "caption a folder with the paper's protocol; BLEU-4 and CIDEr against references"
 PAPER_PROMPT = "a picture of "
@@ -39,10 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="transformers")
     parser.add_argument("--prompt", default=PAPER_PROMPT, help=f"default {PAPER_PROMPT!r}; '' for none")
-    parser.add_argument("--model", help="a captioning checkpoint folder or Hub id (default: the embedded demo model)")
-    parser.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
-    parser.add_argument("--device", help="e.g. cpu, cuda, /GPU:0")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"], default="float32")
+    add_runtime_arguments(parser, "a captioning checkpoint folder or Hub id (default: the embedded demo model)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--progress", action="store_true", help="show progress on stderr")
 

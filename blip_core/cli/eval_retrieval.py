@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from blip_core.cli.common import EXIT_ERROR, EXIT_OK, UsageError, one_line
+from blip_core.cli.common import EXIT_ERROR, EXIT_OK, UsageError, add_runtime_arguments, one_line
 
 HELP = "image-text retrieval recall@1/5/10 (ITC top-k, ITM re-ranking), as the BLIP paper"
 
@@ -26,10 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, help="the folder the annotations' image paths are relative to")
     parser.add_argument("--k", type=int, default=128, help="candidates re-ranked by ITM per query (default 128)")
     parser.add_argument("--protocol", choices=["transformers", "original"], default="transformers")
-    parser.add_argument("--model", help="a retrieval checkpoint folder or Hub id (default: the embedded demo model)")
-    parser.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
-    parser.add_argument("--device", help="e.g. cpu, cuda, /GPU:0")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"], default="float32")
+    add_runtime_arguments(parser, "a retrieval checkpoint folder or Hub id (default: the embedded demo model)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--progress", action="store_true", help="show progress on stderr")
 

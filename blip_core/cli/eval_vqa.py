@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from blip_core.cli.common import EXIT_ERROR, EXIT_OK, UsageError, batches, one_line, progress
+from blip_core.cli.common import EXIT_ERROR, EXIT_OK, UsageError, add_runtime_arguments, batches, one_line, progress
 
 HELP = "VQA accuracy of generated or ranked answers, as the BLIP paper"
 
@@ -37,10 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--predictions", help="also write every question's answer here (JSON lines)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --predictions file")
-    parser.add_argument("--model", help="a VQA checkpoint folder or Hub id (default: the embedded demo model)")
-    parser.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
-    parser.add_argument("--device", help="e.g. cpu, cuda, /GPU:0")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"], default="float32")
+    add_runtime_arguments(parser, "a VQA checkpoint folder or Hub id (default: the embedded demo model)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--progress", action="store_true", help="show progress on stderr")
 

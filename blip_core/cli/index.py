@@ -20,6 +20,7 @@ from blip_core.cli.common import (
     EXIT_SOME_FAILED,
     IMAGE_SUFFIXES,
     UsageError,
+    add_runtime_arguments,
     add_verbose_argument,
     batches,
     empty_folders,
@@ -51,10 +52,7 @@ def add_parsers(commands: Any) -> None:
 
 def add_model_arguments(sub: argparse.ArgumentParser, model_help: str | None = None) -> None:
     """--model, --framework, --device, --dtype and --protocol (shared with `blip search`)."""
-    sub.add_argument("--model", help=model_help or "a retrieval checkpoint folder or Hub id (default: the demo model)")
-    sub.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
-    sub.add_argument("--device", help="e.g. cpu, cuda, /GPU:0")
-    sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"], default="float32")
+    add_runtime_arguments(sub, model_help or "a retrieval checkpoint folder or Hub id (default: the demo model)")
     sub.add_argument(
         "--protocol", choices=["transformers", "original"], help="'original': texts cleaned as the BLIP paper did"
     )
