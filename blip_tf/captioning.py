@@ -14,6 +14,7 @@ from blip_core.config.configuration import BlipConfig
 from blip_core.config.model_constants import CLS_TOKEN_ID
 from blip_core.generation.options import special_tokens
 from blip_core.generation.prompts import prompt_rows
+from blip_core.generation.sampling import check_sampling_seeds
 from blip_core.modeling.limits import check_pairing as _check_pairing
 from blip_core.modeling.outputs import BlipForConditionalGenerationModelOutput
 from blip_tf.generation import TFGenerationMixin, empty_output
@@ -127,6 +128,7 @@ class TFBlipForConditionalGeneration(TFGenerationMixin, TFBlipPreTrainedModel):
         rows = prompt_rows(
             as_numpy(input_ids), as_numpy(attention_mask), images, tokens.start, CLS_TOKEN_ID, text.sep_token_id
         )
+        check_sampling_seeds(options.sampling_seeds, len(rows))
         for row in rows:  # a prompt too long fails here, before any kernel runs
             options.check_room(len(row), text.max_position_embeddings)
         if not rows:

@@ -19,11 +19,30 @@ import tensorflow as tf
 
 from blip_core.generation.options import GenerationOptions, SpecialTokens
 from blip_core.generation.prompts import left_pad
+from blip_core.generation.sampling import check_sampling_seeds, row_uniforms
 from blip_core.modeling.function_cache import FunctionCache, cache_on
 from blip_core.modeling.moved_names import forward_moved_names
 from blip_core.modeling.outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, empty_generate_output
 from blip_tf.decoding import TFDecoding, is_end, record, set_column, start, step_buffers
 from blip_tf.logits_processors import TFStep, process
+
+
+def seeded_pick(scores: tf.Tensor, uniforms: tf.Tensor) -> tf.Tensor:
+    """Per-row inverse-CDF pick (blip_core.generation.sampling): int32 (rows,) from scores (rows, V) and float64
+    uniforms (rows,) in (0, 1]; the first token whose cumulative probability (float64) reaches `u * total`."""
+    cdf = tf.math.cumsum(tf.nn.softmax(tf.cast(scores, tf.float64), axis=-1), axis=-1)
+    below = cdf < uniforms[:, None] * cdf[:, -1:]
+    return tf.minimum(tf.reduce_sum(tf.cast(below, tf.int32), axis=-1), scores.shape[-1] - 1)
+
+
+def pick(scores: tf.Tensor, options: GenerationOptions, seed: tf.Tensor, generated: tf.Tensor) -> tf.Tensor:
+    """Each row's token (rows,) int32: by its seeded uniform (`seed` the (rows, steps) uniforms), sampled, or
+    argmax."""
+    if options.sampling_seeds is not None:
+        return seeded_pick(scores, seed[:, generated])
+    if options.do_sample:
+        return tf.random.stateless_categorical(scores, 1, seed=tf.stack([seed, generated]), dtype=tf.int32)[:, 0]
+    return tf.argmax(scores, axis=-1, output_type=tf.int32)
 
 
 def greedy_or_sample(
@@ -34,7 +53,10 @@ def greedy_or_sample(
     tokens: SpecialTokens,
     seed: tf.Tensor,
 ) -> dict[str, tf.Tensor]:
-    """One token per row per step, picked by argmax or by sampling; finished rows get the pad id."""
+    """One token per row per step, picked by argmax or by sampling; finished rows get the pad id.
+
+    `seed`: int32 scalar, or with `options.sampling_seeds` the float64 (rows, steps) uniforms of `row_uniforms`.
+    """
     repeats = options.num_return_sequences if options.do_sample else 1
     state.expand(repeats)
     prompt, logits = tf.repeat(prompt, repeats, axis=0), tf.repeat(logits, repeats, axis=0)
@@ -47,10 +69,7 @@ def greedy_or_sample(
         history = tf.concat([prompt, loop["chosen"]], axis=1) if options.needs_history else None
         scores = process(loop["logits"], TFStep(state, generated, options, tokens, history, width + generated))
         out = {**loop, **record(loop, generated, scores, loop["logits"])}
-        if options.do_sample:
-            picked = tf.random.stateless_categorical(scores, 1, seed=tf.stack([seed, generated]), dtype=tf.int32)[:, 0]
-        else:
-            picked = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        picked = pick(scores, options, seed, generated)
         picked = tf.where(loop["unfinished"], picked, tokens.pad)
         out["chosen"] = set_column(loop["chosen"], generated, picked)
         unfinished = loop["unfinished"] & ~is_end(picked, tokens) & (generated + 1 < state.max_new)
@@ -177,7 +196,11 @@ def generate(
     options: GenerationOptions,
     tokens: SpecialTokens,
 ) -> tf.Tensor | GenerateDecoderOnlyOutput:
-    """Decode one prompt row per image; int32 ids begin with the start token, prompts come left-padded."""
+    """Decode one prompt row per image; int32 ids begin with the start token, prompts come left-padded.
+
+    Raises ValueError when `options.sampling_seeds` does not hold one seed per row.
+    """
+    check_sampling_seeds(options.sampling_seeds, len(rows))
     if not rows:
         return empty_output(options)
     ids, mask, positions = left_pad(rows, decoder.config.pad_token_id)
@@ -186,7 +209,10 @@ def generate(
     min_total = np.array([limit[1] for limit in limits], np.int32)
     if encoder_attention_mask is None:
         encoder_attention_mask = tf.ones(tf.shape(encoder_hidden_states)[:2], tf.int32)
-    seed = options.seed if options.seed is not None else random.randrange(2**31)
+    seed = tf.constant(options.seed if options.seed is not None else random.randrange(2**31), tf.int32)
+    if options.sampling_seeds is not None:  # compiled code draws nothing: the uniforms go in the seed's slot
+        repeats = options.num_return_sequences
+        seed = tf.constant(row_uniforms(options.sampling_seeds, repeats, int(max_new.max())), tf.float64)
     out = decode_prepared(
         decoder,
         tf.constant(ids, tf.int32),
@@ -199,7 +225,7 @@ def generate(
         options,
         tokens,
         ids.shape[1] + int(max_new.max()),
-        tf.constant(seed, tf.int32),
+        seed,
     )
     output = to_output(out, options, ids.shape[1])
     return output if options.return_dict_in_generate else output.sequences

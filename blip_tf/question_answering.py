@@ -14,6 +14,7 @@ import tensorflow as tf
 from blip_core.config.configuration import BlipConfig, check_vqa_widths
 from blip_core.config.model_constants import IGNORE_INDEX, ORIGINAL_LABEL_SMOOTHING
 from blip_core.generation.options import special_tokens
+from blip_core.generation.sampling import check_sampling_seeds
 from blip_core.modeling.answer_ranking import DEFAULT_RANK_K, check_candidate_ids, check_ranking_inputs
 from blip_core.modeling.limits import check_answers, check_text_length
 from blip_core.modeling.limits import check_pairing as _check_pairing
@@ -146,7 +147,7 @@ class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
     ) -> Any:
         """Answer questions about images; int32 ids (batch * num_return_sequences, length) begin with BOS.
 
-        Takes the options `TFBlipForConditionalGeneration.generate` takes.
+        Takes the options `TFBlipForConditionalGeneration.generate` takes (`sampling_seeds`: one per question).
         """
         options = self.generation_options(generate_kwargs, "tf")
         tokens = special_tokens(options, self.config.text_config, self.decoder_start_token_id)
@@ -155,6 +156,7 @@ class TFBlipForQuestionAnswering(TFGenerationMixin, TFBlipPreTrainedModel):
         input_ids, pixel_values = as_tensor(input_ids, tf.int32), as_tensor(pixel_values, tf.float32)
         images, questions = batch_size_of(pixel_values, "pixel_values"), batch_size_of(input_ids, "input_ids")
         _check_pairing(images, questions)
+        check_sampling_seeds(options.sampling_seeds, questions, "questions")
         check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
         if not questions or not images:
             return empty_output(options)

@@ -14,6 +14,7 @@ from blip_core.config.configuration import BlipConfig
 from blip_core.config.model_constants import CLS_TOKEN_ID
 from blip_core.generation.options import special_tokens
 from blip_core.generation.prompts import prompt_rows
+from blip_core.generation.sampling import check_sampling_seeds
 from blip_core.modeling.limits import check_pairing as _check_pairing
 from blip_core.modeling.outputs import BlipForConditionalGenerationModelOutput
 from blip_torch.generation import GenerationMixin, empty_output
@@ -111,6 +112,9 @@ class BlipForConditionalGeneration(GenerationMixin, BlipPreTrainedModel):
 
         Options: `transformers`' generate arguments and `generation_config=` (blip_core.generation.options);
         with `return_dict_in_generate=True`, an output with `sequences`, `scores`, `sequences_scores`...
+        `sampling_seeds=[...]` (one non-negative int per image; needs `do_sample=True`, `num_beams=1`): each image's
+        rows are sampled from its own seed alone (blip_core.generation.sampling), the same ids in any batch and in
+        both trees; `seed` is then ignored.
         """
         options = self.generation_options(generate_kwargs, "pt")
         text = self.config.text_config
@@ -119,6 +123,7 @@ class BlipForConditionalGeneration(GenerationMixin, BlipPreTrainedModel):
         rows = prompt_rows(
             as_numpy(input_ids), as_numpy(attention_mask), images, tokens.start, CLS_TOKEN_ID, text.sep_token_id
         )
+        check_sampling_seeds(options.sampling_seeds, len(rows))
         for row in rows:  # a prompt too long fails here, before any kernel runs
             options.check_room(len(row), text.max_position_embeddings)
         if not rows:

@@ -15,6 +15,7 @@ import time
 import torch
 
 from blip_core.generation.options import GenerationOptions, SpecialTokens
+from blip_core.generation.sampling import check_sampling_seeds, row_uniforms
 from blip_core.modeling.moved_names import forward_moved_names
 from blip_core.modeling.outputs import GenerateDecoderOnlyOutput
 from blip_torch.decoding import Decoding, is_end, start
@@ -23,6 +24,25 @@ from blip_torch.logits_processors import Step, process
 
 def random_generator(options: GenerationOptions, device: torch.device) -> torch.Generator | None:
     return torch.Generator(device).manual_seed(options.seed) if options.seed is not None else None
+
+
+def seeded_pick(scores: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Per-row inverse-CDF pick (blip_core.generation.sampling): int64 (rows,) from scores (rows, V) and float64
+    uniforms (rows,) in (0, 1]; the first token whose cumulative probability (float64) reaches `u * total`."""
+    cdf = scores.double().softmax(-1).cumsum(-1)
+    below = cdf < uniforms[:, None] * cdf[:, -1:]
+    return below.sum(-1).clamp(max=scores.shape[-1] - 1)
+
+
+def pick(
+    scores: torch.Tensor, options: GenerationOptions, generator: torch.Generator | None, uniforms: torch.Tensor | None
+) -> torch.Tensor:
+    """Each row's token (rows,): by its seeded uniform (`uniforms` (rows,) float64), sampled, or argmax."""
+    if uniforms is not None:
+        return seeded_pick(scores, uniforms)
+    if options.do_sample:
+        return torch.multinomial(scores.softmax(-1), 1, generator=generator)[:, 0]
+    return scores.argmax(-1)
 
 
 def out_of_time(options: GenerationOptions, began: float) -> bool:
@@ -44,6 +64,9 @@ def greedy_or_sample(
         history = torch.full((prompt.shape[0], width + steps), tokens.pad, dtype=prompt.dtype, device=prompt.device)
         history[:, :width] = prompt
     generator = random_generator(options, prompt.device)
+    uniforms = None
+    if options.sampling_seeds is not None:  # (rows, steps): each image's rows from its own seed
+        uniforms = torch.from_numpy(row_uniforms(options.sampling_seeds, repeats, steps)).to(prompt.device)
     streamer = options.streamer
     if streamer is not None:
         streamer.put(prompt.cpu())
@@ -55,11 +78,7 @@ def greedy_or_sample(
             all_scores.append(scores)
         if options.output_logits:
             all_logits.append(logits)
-        picked = (
-            torch.multinomial(scores.softmax(-1), 1, generator=generator)[:, 0]
-            if options.do_sample
-            else scores.argmax(-1)
-        )
+        picked = pick(scores, options, generator, None if uniforms is None else uniforms[:, generated])
         picked = torch.where(unfinished, picked, torch.full_like(picked, tokens.pad))
         chosen.append(picked)
         if history is not None:
@@ -89,9 +108,13 @@ def generate(
     options: GenerationOptions,
     tokens: SpecialTokens,
 ) -> torch.Tensor | GenerateDecoderOnlyOutput:
-    """Decode one prompt row per image; ids begin with the start token, prompts come left-padded with pad id."""
+    """Decode one prompt row per image; ids begin with the start token, prompts come left-padded with pad id.
+
+    Raises ValueError when `options.sampling_seeds` does not hold one seed per row.
+    """
     from blip_torch.beam_search import beam_search, group_beam_search
 
+    check_sampling_seeds(options.sampling_seeds, len(rows))
     if not rows:
         return empty_output(options, encoder_hidden_states.device)
     with torch.no_grad():

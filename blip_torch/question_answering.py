@@ -13,6 +13,7 @@ from torch import nn
 from blip_core.config.configuration import BlipConfig, check_vqa_widths
 from blip_core.config.model_constants import IGNORE_INDEX, ORIGINAL_LABEL_SMOOTHING
 from blip_core.generation.options import special_tokens
+from blip_core.generation.sampling import check_sampling_seeds
 from blip_core.modeling.answer_ranking import DEFAULT_RANK_K, check_candidate_ids, check_ranking_inputs
 from blip_core.modeling.limits import check_answers, check_text_length
 from blip_core.modeling.limits import check_pairing as _check_pairing
@@ -130,7 +131,7 @@ class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
     ) -> Any:
         """Answer questions about images; ids (batch * num_return_sequences, length) begin with BOS.
 
-        Takes the options `BlipForConditionalGeneration.generate` takes.
+        Takes the options `BlipForConditionalGeneration.generate` takes (`sampling_seeds`: one per question).
         """
         options = self.generation_options(generate_kwargs, "pt")
         tokens = special_tokens(options, self.config.text_config, self.decoder_start_token_id)
@@ -138,6 +139,7 @@ class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
             raise ValueError("BlipForQuestionAnswering needs input_ids (the question) and pixel_values")
         images, questions = batch_size_of(pixel_values, "pixel_values"), batch_size_of(input_ids, "input_ids")
         _check_pairing(images, questions)
+        check_sampling_seeds(options.sampling_seeds, questions, "questions")
         check_text_length(input_ids.shape[1], 0, self.config.text_config.max_position_embeddings)
         if not questions or not images:
             return empty_output(options, input_ids.device)

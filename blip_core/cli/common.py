@@ -38,9 +38,11 @@ def add_common_arguments(sub: argparse.ArgumentParser, images_required: bool = T
     add_verbose_argument(sub)
 
 
-def add_runtime_arguments(sub: argparse.ArgumentParser, model_help: str) -> None:
-    """Which model runs, and where: --model, --framework, --device, --dtype (every sub-command that runs one)."""
-    sub.add_argument("--model", help=model_help)
+def add_runtime_arguments(sub: argparse.ArgumentParser, model_help: str | None) -> None:
+    """Which model runs, and where: --model (unless `model_help` is None: commands naming their models
+    otherwise), --framework, --device, --dtype (every sub-command that runs one)."""
+    if model_help is not None:
+        sub.add_argument("--model", help=model_help)
     sub.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
     sub.add_argument("--device", help="e.g. cpu, cuda, /GPU:0")
     sub.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from blip_core.cli.bulk import add_bulk_arguments
 from blip_core.cli.common import Writer, add_common_arguments, batches, pipeline_for, progress
 
 TASKS = {"caption": "image-to-text", "vqa": "visual-question-answering"}
@@ -32,7 +33,11 @@ def add_parsers(commands: Any) -> None:
     caption = commands.add_parser("caption", help="caption images")
     add_common_arguments(caption)
     caption.add_argument("--prompt", help="text the caption starts with, e.g. 'a picture of'")
+    caption.add_argument(
+        "--out", help="a dataset (folder, Parquet, WebDataset .tar) captioned into shards in this folder, resumably"
+    )
     add_generation_arguments(caption)
+    add_bulk_arguments(caption)
     vqa = commands.add_parser("vqa", help="answer a question about images")
     add_common_arguments(vqa)
     vqa.add_argument("-q", "--question", required=True)

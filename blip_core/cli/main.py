@@ -4,6 +4,7 @@
     blip vqa cat.jpg -q "how many cats are there?"
     blip match cat.jpg -t "a cat" "a dog"
     blip embed cat.jpg dog.jpg        blip embed --text "a cat" "a dog"
+    blip caption shards/ --out captions/        blip capfilt web.parquet --out filtered/
 
 Exit codes: 0 every input done, 1 some inputs failed (reported on stderr and skipped),
 2 nothing could be done: a usage, model or network problem, or no image to work on (an empty
@@ -25,7 +26,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-from blip_core.cli import demo, embed, evaluate, generate, index, match, search
+from blip_core.cli import bulk, demo, embed, evaluate, generate, index, match, search
 from blip_core.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -40,7 +41,7 @@ from blip_core.cli.common import (
 )
 from blip_core.io.native_logs import quiet_native_logs
 
-SUB_COMMANDS = (generate, match, embed, index, search, evaluate, demo)  # in the order `blip --help` lists them
+SUB_COMMANDS = (generate, bulk, match, embed, index, search, evaluate, demo)  # in the order `blip --help` lists them
 MODEL_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "FIELDS", ())}
 OWN_FLOW_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "COMMANDS", ())}
 
@@ -76,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     if args.command in OWN_FLOW_COMMANDS:
         return OWN_FLOW_COMMANDS[args.command].run(args)
+    if args.command == "caption" and args.out is not None:  # a dataset, through the bulk engine
+        return bulk.run_caption(args, generate.generation_options(args))
     try:
+        if args.command == "caption":
+            bulk.check_without_out(args)
         if args.command == "embed" and not args.images and not args.text:
             raise UsageError("embed needs images or --text")
         if args.batch_size < 1:

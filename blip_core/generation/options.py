@@ -36,6 +36,7 @@ from blip_core.generation.rules import (
     normalise_bias,
     token_list,
 )
+from blip_core.generation.sampling import as_sampling_seeds
 from blip_core.modeling import limits
 
 DEFAULT_MAX_LENGTH = DEFAULTS["max_length"]
@@ -54,9 +55,10 @@ def quiet_length_cap() -> Iterator[None]:
         _QUIET_LENGTH_CAP.reset(token)
 
 
-# Arguments of `generate()` that are not config fields: ours (`seed`) and `transformers`' call arguments.
+# Arguments of `generate()` that are not config fields: ours (`seed`, `sampling_seeds`) and `transformers`' ones.
 CALL_ARGUMENTS = (
     "seed",
+    "sampling_seeds",
     "streamer",
     "trust_remote_code",
     "custom_generate",
@@ -116,6 +118,7 @@ class GenerationOptions:
     pad_token_id: int | None = None
     start_token_id: int | None = None
     seed: int | None = None
+    sampling_seeds: tuple[int, ...] | None = None  # one per image (blip_core.generation.sampling); seed then unused
     max_time: float | None = None
     streamer: Any = field(default=None, compare=False, hash=False)
 
@@ -134,8 +137,10 @@ class GenerationOptions:
 
     @property
     def static_key(self) -> GenerationOptions:
-        """What a compiled TF loop depends on (everything but the seed and the streamer)."""
-        return replace(self, seed=None, streamer=None)
+        """What a compiled TF loop depends on: everything but the seed, the streamer and the sampling seeds'
+        values (only whether they are given: `()` when they are)."""
+        seeded = None if self.sampling_seeds is None else ()
+        return replace(self, seed=None, streamer=None, sampling_seeds=seeded)
 
     def with_defaults(self, **values: Any) -> GenerationOptions:
         """A copy where `values` fill options the caller left at their defaults (pipeline defaults)."""
@@ -243,6 +248,7 @@ def resolve_options(
         output_logits=bool(config.output_logits),
         **token_options(tokens, vocab_size),
         seed=calls.get("seed"),
+        sampling_seeds=as_sampling_seeds(calls.get("sampling_seeds"), values["do_sample"], values["num_beams"]),
         max_time=config.max_time,
         streamer=calls.get("streamer"),
     )

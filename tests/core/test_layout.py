@@ -24,7 +24,8 @@ ALLOWED: dict[str, set[str]] = {
     "training": {"io", "config", "processing"},
     "tasks": {"io", "config", "weights", "checkpoints", "processing", "modeling", "generation"},
     "demo": {"io", "config", "processing", "training"},
-    "cli": {"io", "config", "processing", "modeling", "generation", "tasks", "demo"},
+    "bulk": {"io", "config", "processing", "modeling", "generation", "tasks"},
+    "cli": {"io", "config", "processing", "modeling", "generation", "tasks", "demo", "bulk"},
 }
 # What the other import packages may take from blip_core: never the applications (their `__init__` facades aside).
 OUTSIDE_ALLOWED = {
