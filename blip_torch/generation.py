@@ -29,9 +29,10 @@ def random_generator(options: GenerationOptions, device: torch.device) -> torch.
 def seeded_pick(scores: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """Per-row inverse-CDF pick (blip_core.generation.sampling): int64 (rows,) from scores (rows, V) and float64
     uniforms (rows,) in (0, 1]; the first token whose cumulative probability (float64) reaches `u * total`."""
-    cdf = scores.double().softmax(-1).cumsum(-1)
+    device = scores.device
+    cdf = scores.to(uniforms.device).double().softmax(-1).cumsum(-1)  # on the CPU where float64 is missing (MPS)
     below = cdf < uniforms[:, None] * cdf[:, -1:]
-    return below.sum(-1).clamp(max=scores.shape[-1] - 1)
+    return below.sum(-1).clamp(max=scores.shape[-1] - 1).to(device)
 
 
 def pick(
@@ -66,7 +67,8 @@ def greedy_or_sample(
     generator = random_generator(options, prompt.device)
     uniforms = None
     if options.sampling_seeds is not None:  # (rows, steps): each image's rows from its own seed
-        uniforms = torch.from_numpy(row_uniforms(options.sampling_seeds, repeats, steps)).to(prompt.device)
+        uniforms = torch.from_numpy(row_uniforms(options.sampling_seeds, repeats, steps))
+        uniforms = uniforms if prompt.device.type == "mps" else uniforms.to(prompt.device)
     streamer = options.streamer
     if streamer is not None:
         streamer.put(prompt.cpu())

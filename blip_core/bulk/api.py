@@ -70,7 +70,7 @@ def _run(job: Any, inputs: Any, out_dir: Any, options: dict[str, Any]) -> BulkSu
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     source = open_source(inputs, **{k: options.pop(k) for k in ("image_column", "text_column", "key_column")})
-    shard_size, output_format = options.pop("shard_size"), options.pop("output_format")
+    shard_size, output_format = _positive(options.pop("shard_size"), "shard_size"), options.pop("output_format")
     overwrite = options.pop("overwrite")
     if engine == "ray":
         from blip_core.bulk.ray_engine import run_ray
@@ -83,6 +83,9 @@ def _run(job: Any, inputs: Any, out_dir: Any, options: dict[str, Any]) -> BulkSu
     ray_only = [name for name in RAY_OPTIONS if options.pop(name) is not None]
     if ray_only:
         raise ValueError(f"{', '.join(ray_only)} apply to engine='ray' (--engine ray), not to the local engine")
+    workers = options["workers"]  # checked before the output folder is made
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     if out_dir is None:
         output: Any = MemoryOutput(job, shard_size)
     else:

@@ -187,6 +187,9 @@ class CapFiltJob:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        owned = sorted(set(dict(self.generate)) & {"num_return_sequences", "do_sample", "sampling_seeds"})
+        if owned:  # set by num_captions, sampling and seed: a second value would shift or change the captions
+            raise ValueError(f"capfilt sets {', '.join(owned)} itself: use num_captions, sampling and seed")
         if self.sampling == "beam" and self.num_beams < self.num_captions:
             raise ValueError(
                 f"beam search returns at most num_beams={self.num_beams} captions, not {self.num_captions}"

@@ -74,11 +74,29 @@ class _Inline:
         return None
 
 
+def _exit_with_parent() -> None:
+    """Worker initializer: a thread that ends this worker when the engine's process dies (SIGKILL included);
+    a pool worker otherwise waits for work forever, an orphan holding its memory."""
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="blip-parent-watch", daemon=True).start()
+
+
 def _executor(workers: int) -> Any:
     if workers == 0:
         return _Inline()
     # spawn: fresh interpreters without the parent's torch/TensorFlow threads (fork would copy their locks).
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent)
 
 
 class _Shards:
@@ -161,6 +179,10 @@ def run_local(
                 shards.add(index, error_row(job, item))
                 bar.update(1)
                 continue
+            if pending and pending[0][0] // shard_size != index // shard_size:
+                # batches never span two shards: a resumed run redoes a shard in exactly the batches (and batch
+                # positions) of an uninterrupted run; GEMM kernels may round a row differently by its position
+                run_batch()
             pending.append((index, item))
             if len(pending) == batch_size:
                 run_batch()

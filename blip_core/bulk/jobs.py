@@ -5,11 +5,14 @@ process that runs them (the local engine's main process, or each Ray actor) and 
 maps prepared items to output rows.
 
 Every model call has a fixed shape: a batch is padded to `batch_size` rows (with copies of its first row, whose
-outputs are dropped) and texts are padded to a fixed length. Then each record's numbers do not depend on which
-other records share its batch (row results of a matrix product depend only on its shapes), so a resumed run, a
-run with other workers and the Ray engine write exactly the same values. Sampling draws each record's random
+outputs are dropped) and texts are padded to a fixed length. TensorFlow then compiles one program per job, and a
+record's numbers depend on its batch companions only through float rounding (a matrix product may round a row
+differently at another position in its batch, by about a float32 ulp). The local engine forms its batches within
+shards, so a resumed run redoes a shard in exactly the batches of an uninterrupted run and writes the same bits;
+Ray forms its own batches, so its scores agree with the local engine's to float32 rounding (captions, decisions
+and errors exactly, save a probability within ~1e-6 of the threshold). Sampling draws each record's random
 numbers from NumPy's Philox keyed by the seed and the record's key (`generate(sampling_seeds=...)`), so sampled
-captions are the same under every engine and in both frameworks.
+captions do not depend on the engine, the batch or the framework.
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ class CaptionRunner:
             options = {**options, "sampling_seeds": _seeds(items, size, self.job.seed)}
         ids = _generate(self.pipe, options, self.quiet, arrays)
         texts = self.pipe.processor.batch_decode(ids, skip_special_tokens=True)
-        return [{"key": i.key, "text": i.text, "caption": t, "error": None} for i, t in zip(items, texts, strict=False)]
+        rows = zip(items, texts[: len(items)], strict=True)
+        return [{"key": i.key, "text": i.text, "caption": t, "error": None} for i, t in rows]
 
 
 def _generate(pipe: Any, options: dict[str, Any], quiet: bool, arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -136,6 +140,14 @@ class CaptionJob:
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
     kind = "caption"
     columns = CAPTION_COLUMNS
+
+    def __post_init__(self) -> None:
+        returned = dict(self.generate).get("num_return_sequences", 1)
+        if returned != 1:  # rows hold one caption per record; more would shift every caption onto later records
+            raise ValueError(
+                f"a caption job writes one caption per record: num_return_sequences must be 1, got {returned!r} "
+                "(capfilt writes several per record: num_captions)"
+            )
 
     def identity(self) -> dict[str, Any]:
         return _identity(self)

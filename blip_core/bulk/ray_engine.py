@@ -1,13 +1,14 @@
 """The same bulk job on Ray Data, for a cluster: read, preprocess on CPUs, models in an actor pool, Parquet out.
 
     source.ray_dataset()                       read_parquet / read_webdataset / read_binary_files
+      .repartition(target_num_rows_per_block)  blocks of one batch, so every actor gets work
       .map_batches(prepare_batch)              decode + resize on CPU tasks (one stage)
       .map_batches(ModelStage, compute=pool)   the job's models, loaded once per actor (num_gpus per actor)
       .write_parquet(OUT)                      part-ray-*.parquet, then OUT/manifest.json
 
-Every record's row equals the local engine's, value for value: model calls have a fixed shape (see `jobs`) and
-sampling is keyed by the record, so neither Ray's batch boundaries nor the actor that runs a batch matter. Rows
-are not in input order (compare by key). A Ray run is not resumable: Ray retries failed tasks itself, and a run
+Every record's row equals the local engine's: keys, captions (sampling is keyed by the record), errors and keep
+decisions exactly; the scores to float32 rounding, since Ray forms its own batches (see `jobs`). Rows are not in
+input order (compare by key). A Ray run is not resumable: Ray retries failed tasks itself, and a run
 that did not finish leaves no complete manifest, so the same command refuses to reuse OUT without --overwrite.
 """
 
@@ -24,6 +25,8 @@ from blip_core.bulk.prepare import Prepared, Preparer
 from blip_core.bulk.records import BulkSummary, Record, require
 from blip_core.bulk.shards import MANIFEST, MANIFEST_VERSION, OutputExistsError, OutputFolder, arrow_schema
 from blip_core.io.atomic import atomic_write_text
+
+PREPARE_MEMORY = 512 * 2**20  # bytes a preprocessing task may use: large decoded images and a batch of pixels
 
 
 def prepare_batch(batch: Any, preparer: Preparer) -> Any:
@@ -151,12 +154,18 @@ def run_ray(
         data = require("ray.data")
         data.DataContext.get_current().enable_progress_bars = bool(progress)
         processors, _ = job.image_processors()
-        dataset = source.ray_dataset().map_batches(
+        # Blocks of one batch (streaming, no shuffle): a single Parquet file or tar shard is one block as read, and
+        # would feed one actor only.
+        dataset = source.ray_dataset().repartition(target_num_rows_per_block=job.batch_size)
+        dataset = dataset.map_batches(
             prepare_batch,
             fn_kwargs={"preparer": Preparer(processors)},
             batch_size=job.batch_size,
             batch_format="pyarrow",
             compute=data.TaskPoolStrategy(size=workers) if workers else None,
+            # Each task reserves the memory it decodes in; also a stage of its own this way: Ray fuses stages of
+            # equal resources, which would decode inside the model actors, without overlap with the model.
+            memory=PREPARE_MEMORY,
         )
         dataset = dataset.map_batches(
             ModelStage,

@@ -103,10 +103,12 @@ class OutputFolder:
             )
         self.path.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.path)
-        if not manifest.is_file():
+        if not manifest.is_file() or not (self.shards or self.complete):
             self._write_manifest()
 
     def _resume(self, manifest: dict[str, Any]) -> None:
+        if not manifest.get("shards") and not manifest.get("complete"):
+            return  # no shard written (e.g. a model failed to load): nothing to keep, any job may start here
         different = [name for name in ("job", "format", "shard_size") if manifest.get(name) != self.header[name]]
         if different:
             details = _differences(manifest.get("job", {}), self.header["job"]) if different == ["job"] else different

@@ -95,12 +95,18 @@ def add_parsers(commands: Any) -> None:
     add_verbose_argument(sub)
 
 
+def _absent(value: Any) -> bool:
+    """Whether a bulk flag was not given (None, or False for --overwrite); 0 is a given value."""
+    return value is None or value is False
+
+
 def bulk_options(args: argparse.Namespace) -> dict[str, Any]:
     """The engine options of a bulk command, defaults filled in."""
     from blip_core.bulk.engine import DEFAULT_WORKERS
 
     values = {name: getattr(args, name, None) for name in BULK_ONLY}
-    values = {name: default if values[name] in (None, False) else values[name] for name, default in BULK_ONLY.items()}
+    # `is`, not `in (None, False)`: 0 == False, and --workers 0 / --shard-size 0 are values, not absent flags
+    values = {name: default if _absent(values[name]) else values[name] for name, default in BULK_ONLY.items()}
     return {
         "output_format": values["out_format"],
         "shard_size": values["shard_size"],
@@ -124,7 +130,7 @@ def bulk_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_without_out(args: argparse.Namespace) -> None:
     """`blip caption` without --out: the dataset options would be ignored, so they are refused."""
-    given = [name for name in BULK_ONLY if getattr(args, name, None) not in (None, False)]
+    given = [name for name in BULK_ONLY if not _absent(getattr(args, name, None))]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise UsageError(f"{flags} apply to datasets: add --out DIR")

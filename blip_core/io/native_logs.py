@@ -102,6 +102,9 @@ def quiet_native_logs(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last writer: the filter drains it and stops
-        pump.join(timeout=10)
-        os.close(saved)
+        os.dup2(saved, 2)  # closes our end of the pipe: the filter drains it and stops
+        pump.join(timeout=1)
+        if not pump.is_alive():
+            os.close(saved)
+        # Else a child process that outlives the block (multiprocessing's resource tracker, a local Ray node) still
+        # holds the pipe: the filter (a daemon thread) goes on passing its lines to the saved stderr, kept open.
