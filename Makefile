@@ -18,8 +18,9 @@ setup: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/blip demo
 
+# Two processes (pytest-xdist); the tests that start a local Ray share one of them (--dist loadgroup).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 lint: setup
 	$(PY) -m ruff check blip_core blip_torch blip_tf blip_conversion tests benchmarks scripts

@@ -23,6 +23,7 @@ from blip_core.bulk.shards import OutputFolder, read_rows
 
 ENGINES = ("local", "ray")
 DEFAULT_SHARD_SIZE = 1000
+CAPTIONER, FILTER = "BlipForConditionalGeneration", "BlipForImageTextRetrieval"
 RAY_OPTIONS = ("ray_address", "ray_actors", "num_gpus", "actor_cpus")
 
 
@@ -72,17 +73,21 @@ def _run(job: Any, inputs: Any, out_dir: Any, options: dict[str, Any]) -> BulkSu
     source = open_source(inputs, **{k: options.pop(k) for k in ("image_column", "text_column", "key_column")})
     shard_size, output_format = _positive(options.pop("shard_size"), "shard_size"), options.pop("output_format")
     overwrite = options.pop("overwrite")
+    if out_dir is not None:
+        _check_not_inside(Path(out_dir), inputs)
     if engine == "ray":
         from blip_core.bulk.ray_engine import run_ray
 
         if out_dir is None:
             raise ValueError("engine='ray' writes Parquet files: give an output folder")
+        if output_format != "parquet":
+            raise ValueError(f"engine='ray' writes Parquet (write_parquet), not {output_format!r}")
         if options["actor_cpus"] is None:
             options["actor_cpus"] = 1.0
         return run_ray(job, source, Path(out_dir), overwrite=overwrite, **options)
     ray_only = [name for name in RAY_OPTIONS if options.pop(name) is not None]
     if ray_only:
-        raise ValueError(f"{', '.join(ray_only)} apply to engine='ray' (--engine ray), not to the local engine")
+        raise ValueError(f"{', '.join(ray_only)} apply to engine='ray', not to the local engine")
     workers = options["workers"]  # checked before the output folder is made
     if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
         raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
@@ -92,11 +97,56 @@ def _run(job: Any, inputs: Any, out_dir: Any, options: dict[str, Any]) -> BulkSu
         output = OutputFolder(out_dir, job, source, output_format, shard_size)
         output.open(overwrite=overwrite)
         if output.complete:
+            output.close()
             return BulkSummary(output.counts(), 0, str(out_dir))
-    processed = run_local(job, source, output, **options)
-    counts = output.finish()
+    try:
+        processed = run_local(job, source, output, **options)
+        counts = output.finish()
+    finally:
+        if isinstance(output, OutputFolder):
+            output.close()  # the lock released; a folder this run made and wrote no shard to removed
     rows = output.rows() if isinstance(output, MemoryOutput) else None
     return BulkSummary(counts, processed, None if out_dir is None else str(out_dir), rows=rows)
+
+
+def _check_not_inside(out_dir: Path, inputs: Any) -> None:
+    """The output folder must not lie in an input folder: its shards would be read as input on the next run."""
+    out = out_dir.resolve()
+    for item in [inputs] if isinstance(inputs, (str, Path)) else list(inputs):
+        folder = Path(item).resolve()
+        if folder.is_dir() and (out == folder or folder in out.parents):
+            raise ValueError(f"the output folder {out_dir} is inside the input folder {item}: choose one outside it")
+
+
+def _default(task: str, given: Any, python: str, flag: str) -> str:
+    """A model given, or the embedded demo model for `task`, said in a warning that names this call's option."""
+    import warnings
+
+    from blip_core.tasks.pipelines import DEFAULT_MODELS, default_model
+
+    if given is not None:
+        return str(given)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chosen = default_model(task)
+    if chosen != DEFAULT_MODELS[task]:
+        warnings.warn(
+            f"no {python} given: using the embedded demo model {Path(chosen).name}, trained on synthetic shapes "
+            f"only; for real photos pass {DEFAULT_MODELS[task]} ({python}=... in Python, {flag} on the command line)",
+            stacklevel=3,
+        )
+    return chosen
+
+
+def _check_class(source: str, expected: str, python: str) -> str:
+    """`source` (folder or Hub id) declares `expected` in its config.json, or a ValueError names what it is; read
+    before any folder is made or model loaded (a Hub id that cannot be reached fails here too, as an OSError)."""
+    from blip_core.tasks.pipelines import _architecture
+
+    declared = _architecture(source, {})
+    if declared is not None and declared != expected:
+        raise ValueError(f"{python} must be a {expected} checkpoint; {source} is a {declared}")
+    return source
 
 
 def caption_dataset(
@@ -135,10 +185,8 @@ def caption_dataset(
         ValueError: bad options or input. OutputExistsError: `out_dir` holds something else (overwrite=True).
         ImportError (MissingExtraError): pyarrow, webdataset or ray missing (`pip install 'blip-dual[scale]'`).
     """
-    from blip_core.tasks.pipelines import default_model
-
     job = CaptionJob(
-        model=str(model) if model is not None else default_model("image-to-text"),
+        model=_check_class(_default("image-to-text", model, "model", "--model"), CAPTIONER, "model"),
         batch_size=_positive(batch_size, "batch_size"),
         prompt=prompt,
         generate=_generate_pairs(generate_kwargs),
@@ -156,8 +204,8 @@ def capfilt(
     filter_model: str | None = None,
     num_captions: int = 1,
     sampling: str = "nucleus",
-    top_p: float = 0.9,
-    num_beams: int = 3,
+    top_p: float | None = None,
+    num_beams: int | None = None,
     threshold: float = 0.5,
     protocol: str = "transformers",
     max_text_length: int = 35,
@@ -183,8 +231,9 @@ def capfilt(
     **generate_kwargs: Any,
 ) -> BulkSummary:
     """CapFilt (BLIP paper section 3.3) over a dataset: `num_captions` synthetic captions per image by the
-    `captioner` (nucleus sampling with `top_p`, or beam search), then the `filter_model`'s ITM head scores the web
-    text and every caption; a text is kept when its match probability exceeds `threshold`.
+    `captioner` (nucleus sampling with `top_p`, default 0.9; or beam search with `num_beams`, default 3), then the
+    `filter_model`'s ITM head scores the web text and every caption; a text is kept when its match probability
+    exceeds `threshold`.
 
     Rows: key, text, captions, text_itm / captions_itm (ITM match probabilities), text_itc / captions_itc (ITC
     cosines), text_kept / captions_kept, kept_texts, error (the text fields are None when a record has no web
@@ -193,15 +242,17 @@ def capfilt(
 
     Raises: as `caption_dataset`; ValueError also for a filter without an ITM head or bad CapFilt options.
     """
-    from blip_core.tasks.pipelines import default_model
-
     job = CapFiltJob(
-        captioner=str(captioner) if captioner is not None else default_model("image-to-text"),
-        filter_model=str(filter_model) if filter_model is not None else default_model("image-text-matching"),
+        captioner=_check_class(
+            _default("image-to-text", captioner, "captioner", "--captioner"), CAPTIONER, "captioner"
+        ),
+        filter_model=_check_class(
+            _default("image-text-matching", filter_model, "filter_model", "--filter"), FILTER, "filter_model"
+        ),
         batch_size=_positive(batch_size, "batch_size"),
         num_captions=num_captions,
         sampling=sampling,
-        top_p=float(top_p),
+        top_p=top_p,
         num_beams=num_beams,
         threshold=float(threshold),
         protocol=protocol,

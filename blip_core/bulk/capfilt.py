@@ -29,6 +29,10 @@ from blip_core.bulk.jobs import (
 )
 from blip_core.bulk.prepare import Prepared, distinct_processors
 
+NUCLEUS_TOP_P = 0.9  # the paper's nucleus sampling
+BEAMS = 3
+MAX_NEW_TOKENS = 30  # captions' length unless given: the original's max_length=30 (texts are scored on 35 tokens)
+
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, np.float32)
@@ -43,8 +47,6 @@ class CapFiltRunner:
     """Synthetic captions and ITM/ITC scores of a batch (the captioner and the filter loaded once)."""
 
     def __init__(self, job: CapFiltJob) -> None:
-        from blip_core.tasks.pipeline_tasks import length_default
-
         self.job = job
         self.captioner = _pipeline("image-to-text", job.captioner, job.runtime)
         self.filter = _pipeline("image-text-matching", job.filter_model, job.runtime)
@@ -52,7 +54,8 @@ class CapFiltRunner:
             raise ValueError(f"the filter {job.filter_model!r} has no ITM head: give a BlipForImageTextRetrieval")
         both = [self.captioner.processor.image_processor, self.filter.processor.image_processor]
         self.image_processors, self.pixel_index = distinct_processors(both)
-        default = length_default(self.captioner.model, dict(job.generate))
+        lengths = ("max_new_tokens", "max_length")
+        default = {} if any(name in dict(job.generate) for name in lengths) else {"max_new_tokens": MAX_NEW_TOKENS}
         self.generate, self.quiet = {**default, **job.generation_options()}, bool(default)
         tokenizer = self.captioner.processor.tokenizer
         prompt_ids = tokenizer(job.prompt, add_special_tokens=False)["input_ids"] if job.prompt else []
@@ -164,8 +167,8 @@ class CapFiltJob:
     batch_size: int = 8
     num_captions: int = 1
     sampling: str = "nucleus"
-    top_p: float = 0.9
-    num_beams: int = 3
+    top_p: float | None = None  # nucleus only (default 0.9)
+    num_beams: int | None = None  # beam only (default 3)
     threshold: float = 0.5
     protocol: str = "transformers"
     max_text_length: int = ORIGINAL_TEXT_LENGTH
@@ -179,11 +182,20 @@ class CapFiltJob:
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+        if self.sampling == "nucleus" and self.num_beams is not None:
+            raise ValueError("num_beams applies to sampling='beam' (--sampling beam), not to nucleus sampling")
+        if self.sampling == "beam" and self.top_p is not None:
+            raise ValueError("top_p applies to nucleus sampling, not to sampling='beam' (--sampling beam)")
+        defaults = {"top_p": NUCLEUS_TOP_P} if self.sampling == "nucleus" else {"num_beams": BEAMS}
+        for name, value in defaults.items():  # frozen: the filled-in default goes in the manifest too
+            object.__setattr__(self, name, value if getattr(self, name) is None else getattr(self, name))
+        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.protocol not in ("transformers", "original"):
             raise ValueError(f"protocol must be 'transformers' or 'original', got {self.protocol!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold is a probability in [0, 1], got {self.threshold!r}")
-        for name in ("num_captions", "batch_size", "max_text_length", "num_beams"):
+        for name in ("num_captions", "batch_size", "max_text_length") + (("num_beams",) * (self.sampling == "beam")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -199,7 +211,7 @@ class CapFiltJob:
         """The captioner's generate options: nucleus sampling or beam search, `num_captions` per image."""
         chosen = {"num_return_sequences": self.num_captions, **dict(self.generate)}
         if self.sampling == "nucleus":
-            return {**chosen, "do_sample": True, "top_p": self.top_p}
+            return {**chosen, "do_sample": True, "top_p": float(self.top_p)}
         return {**chosen, "num_beams": self.num_beams}
 
     def identity(self) -> dict[str, Any]:

@@ -77,9 +77,11 @@ class _Inline:
 def _exit_with_parent() -> None:
     """Worker initializer: a thread that ends this worker when the engine's process dies (SIGKILL included);
     a pool worker otherwise waits for work forever, an orphan holding its memory."""
+    import signal
     import threading
     from multiprocessing.connection import wait
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the engine stops its workers
     parent = multiprocessing.parent_process()
     if parent is None or parent.sentinel is None:
         return
@@ -106,6 +108,7 @@ class _Shards:
         self.output, self.job, self.shard_size = output, job, shard_size
         self.rows: dict[int, dict[int, dict[str, Any]]] = {}
         self.sizes: dict[int, int] = {}
+        self.written = 0  # shards written by this run
 
     def expect(self, index: int) -> None:
         """Record `index` was read: the shards before its own are full-sized."""
@@ -135,6 +138,7 @@ class _Shards:
             return
         ordered = [rows[slot] for slot in sorted(rows)]
         self.output.write_shard(shard, ordered, self.job.counts(ordered))
+        self.written += 1
         del self.rows[shard]
 
 
@@ -201,6 +205,11 @@ def run_local(
             while in_flight:
                 take(in_flight[0][0], in_flight.popleft()[1].result())
     except BrokenProcessPool as err:
+        if processed and not shards.written:
+            raise RuntimeError(
+                f"the preprocessing worker processes could not start ({err}). In a script, call bulk jobs under "
+                "`if __name__ == '__main__':` (worker processes import the script), or pass workers=0"
+            ) from None
         raise RuntimeError(
             f"a preprocessing worker process died ({err}); run the same command again to resume"
         ) from None

@@ -15,16 +15,28 @@ that did not finish leaves no complete manifest, so the same command refuses to 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from blip_core.bulk.engine import DuplicateKeyError
 from blip_core.bulk.jobs import error_row
 from blip_core.bulk.prepare import Prepared, Preparer
 from blip_core.bulk.records import BulkSummary, Record, require
-from blip_core.bulk.shards import MANIFEST, MANIFEST_VERSION, OutputExistsError, OutputFolder, arrow_schema
-from blip_core.io.atomic import atomic_write_text
+from blip_core.bulk.shards import (
+    LOCK,
+    MANIFEST,
+    MANIFEST_VERSION,
+    OutputExistsError,
+    OutputFolder,
+    arrow_schema,
+    differences,
+    read_manifest,
+    refuse_foreign,
+)
+from blip_core.io.atomic import atomic_write_text, is_temp_name
 
 PREPARE_MEMORY = 512 * 2**20  # bytes a preprocessing task may use: large decoded images and a batch of pixels
 
@@ -144,15 +156,36 @@ def run_ray(
     """
     ray = require("ray")
     folder = OutputFolder(out_dir, job, source, "parquet", 1)
-    previous = _check_folder(folder, overwrite)
-    if previous is not None:
-        return BulkSummary(previous, 0, str(out_dir), engine="ray")
+    if not overwrite:
+        refuse_foreign(Path(out_dir))  # before the lock file: nothing is added to a folder that is not ours
+    folder.created = not Path(out_dir).exists()
+    folder.lock()
+    try:
+        previous = _check_folder(folder, overwrite)
+        if previous is not None:
+            return BulkSummary(previous, 0, str(out_dir), engine="ray")
+        options = {"actors": ray_actors, "num_gpus": num_gpus, "actor_cpus": actor_cpus, "workers": workers}
+        _pipeline(ray, job, source, Path(out_dir), ray_address, progress, options)
+        counts = _finish(folder, job)
+        folder.complete = True
+    finally:
+        folder.close()
+    return BulkSummary(counts, counts.get("records", 0), str(out_dir), engine="ray")
+
+
+def _pipeline(ray: Any, job: Any, source: Any, out_dir: Path, address: Any, progress: bool, options: dict) -> None:
+    """Read, prepare, run the models and write Parquet on Ray (joining `address`, this process's session, or a local
+    Ray started for the run)."""
+    ray_actors, num_gpus = options["actors"], options["num_gpus"]
+    actor_cpus, workers = options["actor_cpus"], options["workers"]
     started = not ray.is_initialized()
     if started:
-        ray.init(address=ray_address, include_dashboard=False, ignore_reinit_error=True)
+        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, logging_level=logging.WARNING)
     try:
         data = require("ray.data")
         data.DataContext.get_current().enable_progress_bars = bool(progress)
+        if not progress:  # Ray Data's own INFO lines (plans, operator progress) only with progress asked for
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         processors, _ = job.image_processors()
         # Blocks of one batch (streaming, no shuffle): a single Parquet file or tar shard is one block as read, and
         # would feed one actor only.
@@ -180,28 +213,36 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
-    counts = _finish(folder, job)
-    return BulkSummary(counts, counts.get("records", 0), str(out_dir), engine="ray")
 
 
 def _check_folder(folder: OutputFolder, overwrite: bool) -> dict[str, int] | None:
-    """The counts of a complete output of this same job (nothing to do), None to run; refuses anything else."""
+    """The counts of a complete output of this same job (nothing to do), None to run; refuses anything else,
+    naming what differs."""
     path = folder.path
     if overwrite:
         folder._clear()
         return None
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    if not any(not is_temp_name(p.name) and p.name != LOCK for p in path.iterdir()):
         return None
     manifest = path / MANIFEST
-    if manifest.is_file():
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        same = all(data.get(k) == folder.header[k] for k in ("job", "source")) and data.get("engine") == "ray"
-        if same and data.get("complete"):
-            return data.get("counts", {})
-    raise OutputExistsError(
-        f"{path} is not empty and holds no complete output of this Ray job (a Ray run does not resume): "
-        "choose an empty or new folder, or pass --overwrite (overwrite=True)"
-    )
+    if not manifest.is_file():
+        raise OutputExistsError(
+            f"{path} is not empty and holds no bulk-job manifest (or a Ray run that did not finish: a Ray run does not "
+            "resume): choose an empty or new folder, or pass --overwrite (overwrite=True)"
+        )
+    data = read_manifest(path)
+    if data.get("engine") != "ray":
+        reason = "the output of a local run (resume it without --engine ray)"
+    elif not data.get("complete"):
+        reason = "a Ray run that did not finish (a Ray run does not resume)"
+    elif data.get("job") != folder.header["job"]:
+        changed = ", ".join(differences(data["job"], folder.header["job"]))
+        reason = f"the output of a different job (differs in {changed})"
+    elif data.get("source") != folder.header["source"]:
+        reason = "the output of an earlier input (files added, removed or modified since)"
+    else:
+        return data.get("counts", {})
+    raise OutputExistsError(f"{path} holds {reason}: choose another folder, or pass --overwrite (overwrite=True)")
 
 
 def _finish(folder: OutputFolder, job: Any) -> dict[str, int]:
@@ -209,6 +250,15 @@ def _finish(folder: OutputFolder, job: Any) -> dict[str, int]:
     pq = require("pyarrow.parquet")
     files = sorted(p.name for p in folder.path.glob("part-ray-*.parquet"))
     rows = [row for name in files for row in pq.read_table(folder.path / name).to_pylist()]
+    keys: dict[str, int] = {}
+    for row in rows:  # the local engine checks keys as it reads; Ray reads in parallel, so they are checked here
+        keys[row["key"]] = keys.get(row["key"], 0) + 1
+    repeated = sorted(key for key, count in keys.items() if count > 1)
+    if repeated:
+        raise DuplicateKeyError(
+            f"{len(repeated)} keys occur more than once in the input, e.g. {repeated[0]!r}: keys must be unique (for "
+            f"Parquet, name a unique column with --key-column); {folder.path} is left without a complete manifest"
+        )
     counts = dict(sorted(job.counts(rows).items()))
     header = {**folder.header, "shard_size": None}
     shards = [{"index": i, "file": name} for i, name in enumerate(files)]

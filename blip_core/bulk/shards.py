@@ -14,7 +14,9 @@ removes them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from blip_core.bulk.records import require
 from blip_core.io.atomic import atomic_path, atomic_write_text, is_temp_name, remove_stale_temps
 
 MANIFEST = "manifest.json"
+LOCK = ".blip-bulk.lock"  # held (flock) by the run writing the folder
 MANIFEST_VERSION = 1
 FORMATS = ("parquet", "jsonl")
 
@@ -88,19 +91,55 @@ class OutputFolder:
 
     # Opening: a new folder, a resumable one, or a refusal.
     def open(self, overwrite: bool = False) -> None:
-        """Create the folder, or resume the same job in it. Raises OutputExistsError for anything else."""
-        manifest = self.path / MANIFEST
+        """Create the folder, or resume the same job in it, holding its lock until `close`. Raises
+        OutputExistsError for a folder in use by another run, or holding anything else."""
         if self.path.exists() and not self.path.is_dir():
             raise OutputExistsError(f"{self.path} exists and is not a folder")
+        if not overwrite:
+            refuse_foreign(self.path)  # before the lock file: nothing is added to a folder that is not ours
+        self.created = not self.path.exists()
+        self.lock()
+        try:
+            self._open(overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def lock(self) -> None:
+        """Take the folder's lock (`flock`, released by the OS when a run dies, SIGKILL included): two runs into
+        one folder would mix their shards. No lock where the OS has no `fcntl` (Windows)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = None
+        try:
+            import fcntl
+        except ImportError:
+            return
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            message = f"{self.path} is in use by another run: wait for it, or choose another folder"
+            raise OutputExistsError(message) from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the lock; a folder this run created and wrote no shard to is removed (nothing to resume)."""
+        if getattr(self, "created", False) and not self.shards and not self.complete:
+            for name in (MANIFEST, LOCK):
+                (self.path / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only if nothing else is there
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _open(self, overwrite: bool) -> None:
+        manifest = self.path / MANIFEST
         if overwrite:
             self._clear()
         elif manifest.is_file():
             self._resume(read_manifest(self.path))
-        elif self.path.is_dir() and any(not is_temp_name(p.name) for p in self.path.iterdir()):
-            raise OutputExistsError(
-                f"{self.path} is not empty and holds no bulk-job manifest: choose an empty or new folder, "
-                "or pass --overwrite (overwrite=True) to write into it"
-            )
         self.path.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.path)
         if not manifest.is_file() or not (self.shards or self.complete):
@@ -109,9 +148,14 @@ class OutputFolder:
     def _resume(self, manifest: dict[str, Any]) -> None:
         if not manifest.get("shards") and not manifest.get("complete"):
             return  # no shard written (e.g. a model failed to load): nothing to keep, any job may start here
+        if manifest.get("engine", "local") != "local":
+            raise OutputExistsError(
+                f"{self.path} holds the output of a Ray run (--engine ray, engine='ray'): run that again, choose "
+                "another folder, or pass --overwrite (overwrite=True) to replace it"
+            )
         different = [name for name in ("job", "format", "shard_size") if manifest.get(name) != self.header[name]]
         if different:
-            details = _differences(manifest.get("job", {}), self.header["job"]) if different == ["job"] else different
+            details = differences(manifest.get("job", {}), self.header["job"]) if different == ["job"] else different
             raise OutputExistsError(
                 f"{self.path} holds the output of a different job (differs in {', '.join(details)}): "
                 "choose another folder, or pass --overwrite (overwrite=True) to replace it"
@@ -166,8 +210,25 @@ class OutputFolder:
         atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return [name for name in sorted({*old, *new}) if old.get(name) != new.get(name)] or ["job"]
+def refuse_foreign(path: Path) -> None:
+    """OutputExistsError when `path` is a folder holding files but no bulk-job manifest."""
+    if path.is_dir() and not (path / MANIFEST).is_file():
+        if any(not is_temp_name(p.name) and p.name != LOCK for p in path.iterdir()):
+            raise OutputExistsError(
+                f"{path} is not empty and holds no bulk-job manifest: choose an empty or new folder, "
+                "or pass --overwrite (overwrite=True) to write into it"
+            )
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`name: old -> new` for each differing field of two job identities."""
+
+    def short(value: Any) -> str:
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    names = [name for name in sorted({*old, *new}) if old.get(name) != new.get(name)]
+    return [f"{name}: {short(old.get(name))} -> {short(new.get(name))}" for name in names] or ["job"]
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], output_format: str) -> None:

@@ -66,7 +66,10 @@ def resolve_columns(path: Path, schema: Any, image: str | None, text: str | None
     names = list(schema.names)
     image_name = _pick(names, image, IMAGE_COLUMNS, "image", path)
     if image_name is None:
-        raise ValueError(f"{path} has no image column (looked for {list(IMAGE_COLUMNS)}); its columns are {names}")
+        raise ValueError(
+            f"{path} has no image column (looked for {list(IMAGE_COLUMNS)}); its columns are {names}: name one with "
+            "--image-column (image_column=...)"
+        )
     _image_kind(schema.field(image_name).type, image_name, path)
     text_name = _pick(names, text, TEXT_COLUMNS, "text", path)
     if text_name is not None:

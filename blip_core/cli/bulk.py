@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -29,6 +30,7 @@ from blip_core.cli.common import (
 )
 
 COMMANDS = ("capfilt",)
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 BULK_ONLY = {  # caption options that exist only with --out (name: default)
     "out_format": "parquet",
     "shard_size": 1000,
@@ -79,8 +81,8 @@ def add_parsers(commands: Any) -> None:
     sub.add_argument("--filter", help="retrieval (ITM) checkpoint folder or Hub id (default: the demo model)")
     sub.add_argument("--num-captions", type=int, default=1, help="synthetic captions per image (default 1)")
     sub.add_argument("--sampling", choices=["nucleus", "beam"], default="nucleus", help="how captions are written")
-    sub.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling's top-p (default 0.9, the paper's)")
-    sub.add_argument("--num-beams", type=int, default=3, help="with --sampling beam (default 3)")
+    sub.add_argument("--top-p", type=float, help="nucleus sampling's top-p (default 0.9, the paper's)")
+    sub.add_argument("--num-beams", type=int, help="with --sampling beam (default 3)")
     sub.add_argument("--threshold", type=float, default=0.5, help="keep a text whose ITM probability is above this")
     sub.add_argument("--protocol", choices=["transformers", "original"], default="transformers")
     sub.add_argument("--max-text-length", type=int, default=35, help="tokens per scored text (default 35)")
@@ -128,12 +130,25 @@ def bulk_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+DATASET_SUFFIXES = (".parquet", ".tar")
+
+
 def check_without_out(args: argparse.Namespace) -> None:
-    """`blip caption` without --out: the dataset options would be ignored, so they are refused."""
+    """`blip caption` without --out: the dataset options would be ignored, and dataset files cannot be read as
+    images, so both are refused."""
     given = [name for name in BULK_ONLY if not _absent(getattr(args, name, None))]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise UsageError(f"{flags} apply to datasets: add --out DIR")
+    datasets = [item for item in args.images if str(item).lower().endswith(DATASET_SUFFIXES)]
+    if datasets:
+        raise UsageError(f"{datasets[0]} is a dataset (Parquet or WebDataset): caption it with --out DIR")
+
+
+def check_with_out(args: argparse.Namespace) -> None:
+    """`blip caption --out`: --format is the stdout form's; shards take --out-format."""
+    if args.format != "text":
+        raise UsageError("--format is for captions on stdout; with --out, choose the shard format with --out-format")
 
 
 def run_caption(args: argparse.Namespace, generation: dict[str, Any]) -> int:
@@ -141,6 +156,7 @@ def run_caption(args: argparse.Namespace, generation: dict[str, Any]) -> int:
     from blip_core.bulk.api import caption_dataset
 
     def call() -> Any:
+        check_with_out(args)
         options = dict(generation)
         seed = options.pop("seed", 0)
         return caption_dataset(
@@ -177,12 +193,48 @@ def run(args: argparse.Namespace) -> int:
     return _report(call, "capfilt")
 
 
+# The Python API's names in its messages, as the command line spells them.
+FLAGS = {
+    "overwrite=True": "--overwrite",
+    "batch_size": "--batch-size",
+    "shard_size": "--shard-size",
+    "ray_actors": "--actors",
+    "actor_cpus": "--actor-cpus",
+    "num_gpus": "--num-gpus",
+    "ray_address": "--address",
+    "key_column": "--key-column",
+    "image_column": "--image-column",
+    "text_column": "--text-column",
+    "output_format": "--out-format",
+    "filter_model": "--filter",
+    "num_captions": "--num-captions",
+    "max_text_length": "--max-text-length",
+    "engine='ray'": "--engine ray",
+    "workers=0": "--workers 0",
+    "workers": "--workers",
+}
+_FLAG_PATTERN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(name) for name in FLAGS) + r")(?![\w=])")
+
+
+def command_line_message(error: BaseException) -> str:
+    """An error of the Python API as one line naming the command's options (`--batch-size`, not `batch_size`);
+    where a message already names both ("--overwrite (overwrite=True)"), once."""
+    text = one_line(error)
+    for python, flag in FLAGS.items():
+        text = text.replace(f"{flag} ({python})", flag)
+    return _FLAG_PATTERN.sub(lambda match: FLAGS[match.group(1)], text)
+
+
 def _report(call: Any, kind: str) -> int:
     """Run a bulk call; its counts on stdout (JSON), a sentence on stderr, the exit code."""
     try:
         summary = call()
+    except KeyboardInterrupt:
+        message = f"blip: {kind}: interrupted; the shards written are kept: run the same command to resume"
+        print(message, file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ValueError, OSError, RuntimeError, TypeError, ImportError) as err:
-        print(f"blip: error: {one_line(err)}", file=sys.stderr)
+        print(f"blip: error: {command_line_message(err)}", file=sys.stderr)
         return EXIT_ERROR
     counts = summary.counts
     print(json.dumps(counts))
@@ -192,7 +244,8 @@ def _report(call: Any, kind: str) -> int:
 
 def _sentence(counts: dict[str, int], summary: Any) -> str:
     done = "already complete, nothing to do; " if summary.processed == 0 and counts.get("records") else ""
-    text = f"{done}{counts.get('records', 0)} records, {counts.get('failed', 0)} unusable"
+    records = counts.get("records", 0)
+    text = f"{done}{records} record{'' if records == 1 else 's'}, {counts.get('failed', 0)} unusable"
     if "captions_kept" in counts:
         text += (
             f"; kept {counts['web_kept']} of {counts['web_texts']} web texts and "

@@ -15,6 +15,8 @@ from blip_core.bulk.records import RAY_COLUMNS, MissingExtraError, Record
 from blip_core.bulk.sources import ImageFolderSource, ParquetSource, WebDatasetSource, open_source
 from tests.helpers import bulk_data
 
+pytestmark = pytest.mark.xdist_group("ray")  # one local Ray at a time: these share a pytest-xdist worker
+
 WRITERS = {
     "folder_jsonl": (lambda root: bulk_data.write_folder(root, "jsonl"), ImageFolderSource),
     "folder_csv": (lambda root: bulk_data.write_folder(root, "csv"), ImageFolderSource),

@@ -16,6 +16,8 @@ from blip_core.bulk import capfilt, caption_dataset, read_output
 from blip_core.cli.main import main
 from tests.helpers.bulk_scenes import BROKEN, CAPTIONER, FILTER, assert_same_rows, write_scenes
 
+pytestmark = pytest.mark.xdist_group("ray")  # one local Ray at a time: these share a pytest-xdist worker
+
 MODELS = ["--captioner", CAPTIONER, "--filter", FILTER]
 CAPFILT_ARGS = [*MODELS, "--num-captions", "2", "--seed", "4", "--temperature", "2.0", "--max-new-tokens", "20"]
 CAPFILT_API = {"captioner": CAPTIONER, "filter_model": FILTER, "num_captions": 2, "seed": 4, "temperature": 2.0}
@@ -51,7 +53,8 @@ def test_caption_out_parquet_takes_generation_options(folders, tmp_path, capsys)
     code, out, err = blip([*argv, "--num-beams", "3", "--prompt", "there are"], capsys)
     assert code == 0 and json.loads(out) == {"records": 16, "failed": 0}
     assert err == [f"blip: caption: 16 records, 0 unusable; output in {tmp_path / 'out'}"]
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["manifest.json", "part-00000.parquet"]
+    listed = sorted(path.name for path in (tmp_path / "out").iterdir() if not path.name.startswith("."))
+    assert listed == ["manifest.json", "part-00000.parquet"]
     expected = caption_dataset(folders / "clean", None, model=CAPTIONER, prompt="there are", num_beams=3, workers=0)
     assert read_output(tmp_path / "out") == expected.rows
     assert all(row["caption"].startswith("there are ") for row in expected.rows)

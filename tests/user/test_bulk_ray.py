@@ -17,6 +17,8 @@ from blip_core.bulk.shards import OutputExistsError
 from tests.helpers import bulk_data
 from tests.helpers.bulk_scenes import BROKEN, CAPTIONER, FILTER, assert_same_rows, write_scenes
 
+pytestmark = pytest.mark.xdist_group("ray")  # one local Ray at a time: these share a pytest-xdist worker
+
 ray = pytest.importorskip("ray")
 
 CAPFILT = {"captioner": CAPTIONER, "filter_model": FILTER, "num_captions": 2, "seed": 3, "temperature": 2.0}
@@ -80,7 +82,7 @@ def test_ray_output_started_again_does_nothing(inputs, tmp_path):
     again = caption_dataset(inputs["scenes"], out, engine="ray", ray_actors=2, **CAPTION)
     assert (again.processed, again.counts) == (0, first.counts)
     assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == files
-    with pytest.raises(OutputExistsError, match="does not resume"):
+    with pytest.raises(OutputExistsError, match=r"different job \(differs in generate: "):
         caption_dataset(inputs["scenes"], out, engine="ray", ray_actors=2, **{**CAPTION, "num_beams": 3})
 
 
