@@ -123,3 +123,28 @@ def test_ray_needs_an_output_folder_and_local_refuses_ray_options(inputs):
         caption_dataset(inputs["scenes"], None, engine="ray", **CAPTION)
     with pytest.raises(ValueError, match="ray_actors apply to engine='ray'"):
         caption_dataset(inputs["scenes"], None, ray_actors=2, **CAPTION)
+
+
+def test_duplicate_keys_stop_a_ray_run(inputs, tmp_path):
+    """Ray reads in parallel, so keys are checked when the rows are back: a repeated key is a DuplicateKeyError
+    naming it, and the folder gets no complete manifest (the same command then asks for overwrite)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from blip_core.bulk.engine import DuplicateKeyError
+    from blip_core.bulk.shards import MANIFEST
+
+    chosen = bulk_data.items()[:4]
+    table = pa.table(
+        {
+            "key": ["a", "b", "c", "a"],
+            "jpg": pa.array([item.data for item in chosen], pa.binary()),
+            "caption": pa.array([item.text for item in chosen], pa.string()),
+        }
+    )
+    pq.write_table(table, tmp_path / "dup.parquet")
+    with pytest.raises(DuplicateKeyError, match="keys occur more than once in the input, e.g. 'a'"):
+        caption_dataset(tmp_path / "dup.parquet", tmp_path / "out", engine="ray", ray_actors=2, **CAPTION)
+    assert not (tmp_path / "out" / MANIFEST).exists()
+    with pytest.raises(OutputExistsError, match="holds no bulk-job manifest"):
+        caption_dataset(tmp_path / "dup.parquet", tmp_path / "out", engine="ray", ray_actors=2, **CAPTION)
