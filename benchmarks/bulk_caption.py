@@ -139,6 +139,9 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    from machine import print_description  # benchmarks/machine.py: where these figures were measured
+
+    print_description()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, folder = Path(tmp) / "checkpoint", Path(tmp) / "images"
         make_checkpoint(checkpoint)

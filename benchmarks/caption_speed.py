@@ -161,6 +161,9 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(*args.worker, args.folder, args.repeats, not args.no_beam)))
         return
+    from machine import print_description  # benchmarks/machine.py: where these figures were measured
+
+    print_description()
     results: dict[str, dict] = {}
     labels = [label for label in WORKERS if not args.only or any(word in label for word in args.only)]
     with tempfile.TemporaryDirectory() as tmp:
