@@ -22,6 +22,7 @@ from blip_core.checkpoints.safetensors_io import ALIGNMENT, float32_to_bf16_bits
 from blip_core.checkpoints.writing import DEFAULT_MAX_SHARD_SIZE, parse_save_options
 from blip_core.config.configuration import BlipConfigBase
 from blip_core.generation.support import GenerationConfigMixin, attach_generation_config
+from blip_core.modeling.cpu_features import warn_if_emulated_bf16
 from blip_core.modeling.function_cache import FunctionCache, cache_on
 from blip_core.modeling.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
 from blip_core.modeling.loading import open_pretrained, write_pretrained
@@ -391,6 +392,7 @@ class TFBlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, TFKerasMo
         dtype_name = resolve_dtype(options.dtype, config)
         config.dtype = dtype_name  # a Keras dtype name here; the sections keep their own
         target = resolve_device(options.device, options.device_map)
+        warn_if_emulated_bf16(dtype_name, "gpu" if target is not None and "GPU" in target.upper() else "cpu")
         source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, options)
         try:
             with building(dtype_name, loading=True), placed(target):

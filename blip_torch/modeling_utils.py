@@ -18,6 +18,7 @@ from torch import nn
 from blip_core.checkpoints.writing import DEFAULT_MAX_SHARD_SIZE, parse_save_options
 from blip_core.config.configuration import BlipConfigBase
 from blip_core.generation.support import GenerationConfigMixin, attach_generation_config
+from blip_core.modeling.cpu_features import warn_if_emulated_bf16
 from blip_core.modeling.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
 from blip_core.modeling.loading import open_pretrained, write_pretrained
 from blip_core.modeling.model_api import PreTrainedModelAPI
@@ -237,6 +238,7 @@ class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
         dtype = resolve_dtype(options.dtype, config)
         config.dtype = dtype  # as transformers (`config.dtype == torch.float16`); the sections keep their own
         target = resolve_device(options.device, options.device_map)
+        warn_if_emulated_bf16(str(dtype).removeprefix("torch."), target.type if target is not None else "cpu")
         source, state = open_pretrained(pretrained_model_name_or_path, cls.__name__, config, options)
         try:
             with torch.device("meta"):
