@@ -70,11 +70,11 @@ def _run(job: Any, inputs: Any, out_dir: Any, options: dict[str, Any]) -> BulkSu
     engine = options.pop("engine")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if out_dir is not None:  # before reading the input: an output inside it would be read as input
+        _check_not_inside(Path(out_dir), inputs)
     source = open_source(inputs, **{k: options.pop(k) for k in ("image_column", "text_column", "key_column")})
     shard_size, output_format = _positive(options.pop("shard_size"), "shard_size"), options.pop("output_format")
     overwrite = options.pop("overwrite")
-    if out_dir is not None:
-        _check_not_inside(Path(out_dir), inputs)
     if engine == "ray":
         from blip_core.bulk.ray_engine import run_ray
 

@@ -46,10 +46,16 @@ def test_a_folder_in_use_by_another_run_is_refused(scenes, tmp_path):
     assert summary.counts == {"records": 4, "failed": 0}
 
 
-def test_an_output_inside_the_input_is_refused(scenes):
+def test_an_output_inside_the_input_is_refused(scenes, tmp_path):
     with pytest.raises(ValueError, match="is inside the input folder"):
         caption_dataset(scenes, scenes / "out", **SMALL)
     assert not (scenes / "out").exists()
+    folder = tmp_path / "images"  # an output already there (written before the check existed): refused the same way
+    write_scenes(folder, count=2)
+    (folder / "out").mkdir()
+    (folder / "out" / "part-00000.parquet").write_bytes(b"PAR1")
+    with pytest.raises(ValueError, match="is inside the input folder"):
+        caption_dataset(folder, folder / "out", **SMALL)
 
 
 @pytest.mark.parametrize(
