@@ -224,6 +224,6 @@ def _bar(source: Source, output: Any, shard_size: int, enabled: bool, kind: str)
     """A tqdm bar (images/s and the time left) on stderr, starting at the records of shards already done."""
     from tqdm.auto import tqdm
 
-    total = source.count()
+    total = source.count() if enabled else None  # a tar input's count reads every shard's headers
     done = sum(entry["counts"]["records"] for entry in getattr(output, "shards", {}).values())
     return tqdm(total=total, initial=done, unit="img", desc=kind, disable=not enabled, file=sys.stderr)
