@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import best_of, print_description  # benchmarks/machine.py, beside this script
+
 NEW_TOKENS = 20
 WORKERS = {
     "blip_torch fp32": ("torch", "float32"),
@@ -52,14 +54,6 @@ def pixels(batch: int):
     return np.random.RandomState(batch).randn(batch, 3, 384, 384).astype("float32")
 
 
-def best_of(run, repeats: int) -> float:
-    run()  # warm-up (and, for TF, tracing/compilation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def load(framework: str, dtype: str, folder: Path):
@@ -161,9 +155,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(*args.worker, args.folder, args.repeats, not args.no_beam)))
         return
-    from machine import print_description  # benchmarks/machine.py: where these figures were measured
-
-    print_description()
+    print_description()  # where these figures were measured
     results: dict[str, dict] = {}
     labels = [label for label in WORKERS if not args.only or any(word in label for word in args.only)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -89,8 +89,9 @@ def describe() -> dict[str, object]:
     return described
 
 
-def _best(run, repeats: int = 3) -> float:
-    run()
+def best_of(run, repeats: int = 3) -> float:
+    """The fastest of `repeats` timed calls (seconds), after one untimed warm-up call."""
+    run()  # warm-up (and, for TF, tracing/compilation)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -111,11 +112,11 @@ def limits() -> dict[str, float]:
         for dtype in (torch.float32, torch.bfloat16):
             for name, (m, k, n) in shapes.items():
                 a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-                seconds = _best(lambda a=a, b=b: a @ b)
+                seconds = best_of(lambda a=a, b=b: a @ b)
                 found[f"matmul {str(dtype).removeprefix('torch.')} {name} GFLOP/s"] = 2 * m * k * n / seconds / 1e9
     source = np.ones(256 * 2**20 // 8)
     target = np.empty_like(source)
-    seconds = _best(lambda: np.copyto(target, source))
+    seconds = best_of(lambda: np.copyto(target, source))
     found["memory bandwidth GB/s (copy)"] = 2 * source.nbytes / seconds / 1e9
     return found
 

@@ -28,6 +28,7 @@ from blip_core.bulk.jobs import (
     image_processors,
 )
 from blip_core.bulk.prepare import Prepared, distinct_processors
+from blip_core.tasks.pipeline_tasks import after_prompt
 
 NUCLEUS_TOP_P = 0.9  # the paper's nucleus sampling
 BEAMS = 3
@@ -81,14 +82,9 @@ class CapFiltRunner:
             options["sampling_seeds"] = _seeds(items, size, job.seed)
         ids = _generate(self.captioner, options, self.quiet, arrays)
         decoded = self.captioner.processor.batch_decode(ids, skip_special_tokens=True)
-        texts = [self._strip_prompt(text) for text in decoded]
+        texts = [after_prompt(text, self.prompt_text).strip() for text in decoded]  # an empty prompt removes nothing
         count = job.num_captions
         return [texts[i * count : (i + 1) * count] for i in range(len(items))]
-
-    def _strip_prompt(self, text: str) -> str:
-        prompt = self.prompt_text
-        index = text.find(prompt) if prompt else -1
-        return (text[index + len(prompt) :] if 0 <= index <= 2 else text).strip()
 
     def _scores(self, items: list[Prepared], texts: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
         """(ITM match probabilities, ITC cosines), each (items, 1 + num_captions) float32."""

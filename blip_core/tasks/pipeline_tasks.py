@@ -101,7 +101,7 @@ def answer(pipe: Any, items: list[Item], options: dict[str, Any]) -> list[list[d
     return [[{"answer": text.strip()} for text in group] for group in _per_item(texts, len(items))]
 
 
-def _after_prompt(text: str, prompt: str) -> str:
+def after_prompt(text: str, prompt: str) -> str:
     """`text` without the decoded prompt it starts with (found within its first 2 characters)."""
     index = text.find(prompt)
     return text[index + len(prompt) :] if 0 <= index <= 2 else text
@@ -141,7 +141,7 @@ def prompted(pipe: Any, items: list[Item], options: dict[str, Any]) -> list[list
             )
             continue
         prompt = pipe.processor.decode(prompt_ids, **decode)
-        new = [_after_prompt(pipe.processor.decode(row, **decode), prompt) for row in rows]
+        new = [after_prompt(pipe.processor.decode(row, **decode), prompt) for row in rows]
         texts = [item.text + text for text in new] if kind == "full_text" else new
         results.append([{"input_text": item.text, "generated_text": text} for text in texts])
     return results
