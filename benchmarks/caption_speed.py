@@ -1,13 +1,14 @@
-"""Captioning speed and memory: blip_torch, blip_tf and (when installed) `transformers`, same checkpoint.
+"""Speed of every workload and mode: blip_torch, blip_tf and (when installed) `transformers`, same checkpoints.
 
-A random checkpoint with the Hub's base sizes (ViT-B/16 at 384, BERT-base
-decoder, 12 text heads) is written once; each framework then runs in its own
-process (so peak memory is its own): load, caption batch 1 greedy and batch 8
-beam 3, exactly 20 new tokens each (EOS disabled by min_new_tokens), on the
-same pixels. Times are the best of `--repeats` runs after a warm-up.
+Base-size random checkpoints are written once (`workloads.py`); each framework and mode then runs in its own
+process (so peak memory is its own) on the same inputs: caption batch 1 greedy and batch 8 beam 3 (20 new
+tokens), VQA batch 1 (10 tokens), the vision encoder and ITM on batch 8. Batch-1 times are the best of
+`--repeats` runs after a warm-up; batch-8 ones a single run after a warm-up. The machine's description and
+measured limits come first, then the times, every ratio against `transformers` float32 from the same run, and
+each time's fraction of its floor (`workloads.floors`).
 
-    python benchmarks/caption_speed.py                 # everything available
-    python benchmarks/caption_speed.py --only torch    # one worker
+    python benchmarks/caption_speed.py --oracle-python .venv-oracle/bin/python   # everything
+    python benchmarks/caption_speed.py --only "blip_torch bf16"                   # some workers
 """
 
 from __future__ import annotations
@@ -22,97 +23,62 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import best_of, print_description  # benchmarks/machine.py, beside this script
+from machine import best_of, limits, print_description  # benchmarks/, beside this script
+from workloads import WORKLOADS, floors, inputs_for, load, make_checkpoints, runners
 
-NEW_TOKENS = 20
-WORKERS = {
-    "blip_torch fp32": ("torch", "float32"),
-    "blip_torch bf16": ("torch", "bfloat16"),
-    "blip_tf fp32": ("tf", "float32"),
-    "transformers fp32": ("transformers", "float32"),
-    "transformers bf16": ("transformers", "bfloat16"),
+WORKERS = {  # label: (framework, dtype, quantization)
+    "transformers fp32": ("transformers", "float32", None),
+    "blip_torch fp32": ("torch", "float32", None),
+    "blip_torch bf16": ("torch", "bfloat16", None),
+    "blip_torch bf16+int8": ("torch", "bfloat16", "int8"),
+    "blip_torch fp32+int8": ("torch", "float32", "int8"),
+    "blip_tf fp32": ("tf", "float32", None),
+    "blip_tf bf16": ("tf", "bfloat16", None),
+    "blip_tf bf16+int8": ("tf", "bfloat16", "int8"),
 }
+REFERENCE = "transformers fp32"
+GOALS = [  # (what, ours, theirs, workload, bound: ours/theirs time ratio at most)
+    ("fp32 caption b1 vs transformers", "blip_torch fp32", REFERENCE, "caption_b1", 0.65),
+    ("bf16 caption b1 vs transformers fp32", "blip_torch bf16", REFERENCE, "caption_b1", 0.35),
+    ("bf16 beam-3 b8 vs transformers fp32", "blip_torch bf16", REFERENCE, "caption_b8_beam3", 1 / 4.5),
+    ("bf16+int8 caption b1 vs transformers fp32", "blip_torch bf16+int8", REFERENCE, "caption_b1", 0.30),
+]
 
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def make_checkpoint(folder: Path) -> None:
-    import torch
-
-    from blip_core import BlipConfig
-    from blip_torch import BlipForConditionalGeneration
-
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(BlipConfig(text_config={"num_attention_heads": 12})).save_pretrained(folder)
-
-
-def pixels(batch: int):
-    import numpy as np
-
-    return np.random.RandomState(batch).randn(batch, 3, 384, 384).astype("float32")
-
-
-
-
-def load(framework: str, dtype: str, folder: Path):
-    """(model, to_input) for a framework; to_input turns NumPy pixels into its tensors."""
-    if framework == "torch":
-        import torch
-
-        from blip_torch import BlipForConditionalGeneration
-
-        model = BlipForConditionalGeneration.from_pretrained(folder, torch_dtype=getattr(torch, dtype))
-        return model, lambda x: torch.from_numpy(x).to(getattr(torch, dtype))
-    if framework == "tf":
-        from blip_tf import TFBlipForConditionalGeneration
-
-        return TFBlipForConditionalGeneration.from_pretrained(folder, dtype=dtype), lambda x: x
-    import torch
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    model = transformers.BlipForConditionalGeneration.from_pretrained(folder, torch_dtype=getattr(torch, dtype)).eval()
-    return model, lambda x: torch.from_numpy(x).to(getattr(torch, dtype))
-
-
-def import_framework(framework: str) -> None:
+def worker(framework: str, dtype: str, quantization: str | None, folder: Path, repeats: int, only: list[str]):
     import importlib
 
-    for module in {
-        "torch": ("torch", "blip_torch"),
-        "tf": ("tensorflow", "blip_tf"),
-        "transformers": ("torch", "transformers"),
-    }[framework]:
-        importlib.import_module(module)
-
-
-def worker(framework: str, dtype: str, folder: Path, repeats: int, beam: bool) -> dict:
     start = time.perf_counter()
-    import_framework(framework)
-    result = {"import_s": time.perf_counter() - start}
+    importlib.import_module({"torch": "blip_torch", "tf": "blip_tf", "transformers": "transformers"}[framework])
+    result: dict[str, float] = {"import_s": time.perf_counter() - start}
     start = time.perf_counter()
-    model, to_input = load(framework, dtype, folder)
+    models = {}
+    for kind in ("caption", "vqa", "itm"):
+        models[kind], to_tensor = load(framework, kind, folder, dtype, quantization)
     result.update({"load_s": time.perf_counter() - start, "rss_after_load_gib": peak_rss_gib()})
-    lengths = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS}
-    no_grad = _no_grad(framework)
-    with no_grad():
-        one = to_input(pixels(1))
-        ids = model.generate(pixel_values=one, **lengths)
-        result["batch1_tokens"] = int(ids.shape[-1])
-        result["batch1_greedy_s"] = best_of(lambda: model.generate(pixel_values=one, **lengths), repeats)
-        if beam:
-            eight = to_input(pixels(8))
-            small = to_input(pixels(2))
-            beam_run = lambda x: model.generate(pixel_values=x, num_beams=3, **lengths)  # noqa: E731
-            # Warm-up: TF compiles one XLA program per shape, so it warms up on the timed shape itself;
-            # the eager frameworks warm up on a smaller batch (the batch-8 run is long).
-            beam_run(eight if framework == "tf" else small)
+    eager = framework != "tf"
+    with _no_grad(framework):
+        inputs = inputs_for(to_tensor)
+        raw = inputs_for(lambda x: x)
+        small = dict(inputs, eight=to_tensor(raw["eight"][:2]), texts=to_tensor(raw["texts"][:2]))
+        runs, warm = runners(framework, models, inputs), runners(framework, models, small)
+        for name in WORKLOADS:
+            if only and name not in only:
+                continue
+            if name.endswith("_b1"):
+                start = time.perf_counter()
+                runs[name]()  # the first call: for TF, tracing and XLA compilation
+                result[f"{name}_first_s"] = time.perf_counter() - start
+                result[name] = best_of(runs[name], repeats)
+                continue
+            (warm if eager else runs)[name]()  # TF compiles per shape: it warms up on the timed one
             start = time.perf_counter()
-            beam_run(eight)
-            result["batch8_beam3_s"] = time.perf_counter() - start
-            result["batch8_beam3_img_per_s"] = 8 / result["batch8_beam3_s"]
+            runs[name]()
+            result[name] = time.perf_counter() - start
     result["peak_rss_gib"] = peak_rss_gib()
     return result
 
@@ -121,10 +87,10 @@ def _no_grad(framework: str):
     if framework == "tf":
         import contextlib
 
-        return contextlib.nullcontext
+        return contextlib.nullcontext()
     import torch
 
-    return torch.no_grad
+    return torch.no_grad()
 
 
 def available(framework: str, python: str) -> bool:
@@ -133,141 +99,119 @@ def available(framework: str, python: str) -> bool:
     return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--only", action="append", help="run only these workers (substring match), e.g. torch, 'tf fp32'"
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="run every worker this many times, interleaved, and keep the best (a shared machine drifts)",
-    )
-    parser.add_argument("--no-beam", action="store_true", help="skip the batch-8 beam-3 runs")
-    parser.add_argument(
-        "--oracle-python", default=sys.executable, help="interpreter that has transformers==4.57.6 (default: this one)"
-    )
-    parser.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "DTYPE"), help=argparse.SUPPRESS)
-    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.folder, args.repeats, not args.no_beam)))
-        return
-    print_description()  # where these figures were measured
-    results: dict[str, dict] = {}
-    labels = [label for label in WORKERS if not args.only or any(word in label for word in args.only)]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        make_checkpoint(folder)
-        for round_number in range(args.rounds):
-            for label in labels:
-                framework, dtype = WORKERS[label]
-                python = args.oracle_python if framework == "transformers" else sys.executable
-                if not available(framework, python):
-                    if round_number == 0:
-                        print(f"{label}: skipped ({framework} not installed)")
-                    continue
-                run = run_worker(label, framework, dtype, python, folder, args)
-                if run is not None:
-                    results[label] = merge(results.get(label), run)
-    report(results)
-
-
-def merge(best: dict | None, run: dict) -> dict:
-    """Best of rounds: the shortest times, the highest throughput, the largest memory."""
-    if best is None:
-        return run
-    merged = {}
-    for key, value in run.items():
-        if key not in best:
-            merged[key] = value
-        elif key.endswith("_per_s"):
-            merged[key] = max(best[key], value)
-        elif "rss" in key:
-            merged[key] = max(best[key], value)
-        else:
-            merged[key] = min(best[key], value)
-    return merged
-
-
-def run_worker(label: str, framework: str, dtype: str, python: str, folder: Path, args) -> dict | None:
+def run_worker(label: str, python: str, folder: Path, args) -> dict | None:
     """One worker process; its result, or None (reported) when it fails."""
-    command = [
-        python,
-        __file__,
-        "--worker",
-        framework,
-        dtype,
-        "--folder",
-        str(folder),
-        "--repeats",
-        str(args.repeats),
-    ]
-    if args.no_beam or dtype == "bfloat16":
-        command.append("--no-beam")
+    framework, dtype, quantization = WORKERS[label]
+    command = [python, __file__, "--worker", framework, dtype, quantization or "none", "--folder", str(folder)]
+    command += ["--repeats", str(args.repeats)] + [arg for name in args.workload or [] for arg in ("--workload", name)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run(command, capture_output=True, text=True, env=env)
     if out.returncode:
-        print(f"{label}: FAILED\n{out.stderr[-3000:]}")
+        print(f"{label}: FAILED\n{out.stderr[-3000:]}", flush=True)
         return None
     result = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{label}: {json.dumps({k: round(v, 3) for k, v in result.items()})}", flush=True)
     return result
 
 
-def report(results: dict) -> None:
-    print("\n| run | import s | load s | batch-1 greedy s | batch-8 beam-3 img/s | peak RSS GiB |")
-    print("|---|---|---|---|---|---|")
+def merge(best: dict | None, run: dict) -> dict:
+    """Best of rounds: the shortest times, the largest memory."""
+    if best is None:
+        return run
+    return {
+        key: max(best.get(key, 0), value) if "rss" in key else min(best.get(key, value), value)
+        for key, value in run.items()
+    }
+
+
+def report(results: dict, machine: dict[str, float]) -> None:
+    print("\n| run | load s | " + " | ".join(f"{name} s" for name in WORKLOADS) + " | peak RSS GiB |")
+    print("|---|---|" + "---|" * len(WORKLOADS) + "---|")
     for label, r in results.items():
-        beam = f"{r['batch8_beam3_img_per_s']:.3f}" if "batch8_beam3_img_per_s" in r else "-"
-        cells = [f"{r['import_s']:.2f}", f"{r['load_s']:.2f}", f"{r['batch1_greedy_s']:.3f}"]
-        cells += [beam, f"{r['peak_rss_gib']:.2f}"]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    ratios = [
-        (
-            "blip_torch fp32 batch-1 time / transformers fp32",
-            "blip_torch fp32",
-            "transformers fp32",
-            "batch1_greedy_s",
-            "<= 0.65",
-        ),
-        (
-            "blip_torch bf16 batch-1 time / transformers fp32",
-            "blip_torch bf16",
-            "transformers fp32",
-            "batch1_greedy_s",
-            "<= 0.3",
-        ),
-        (
-            "blip_torch fp32 batch-8 beam-3 img/s / transformers",
-            "blip_torch fp32",
-            "transformers fp32",
-            "batch8_beam3_img_per_s",
-            ">= 3",
-        ),
-        ("blip_tf fp32 batch-1 time / blip_torch fp32", "blip_tf fp32", "blip_torch fp32", "batch1_greedy_s", "<= 1.2"),
-        (
-            "blip_tf fp32 batch-8 beam-3 time / blip_torch",
-            "blip_tf fp32",
-            "blip_torch fp32",
-            "batch8_beam3_s",
-            "<= 1.3",
-        ),
-        ("blip_tf load time s", "blip_tf fp32", None, "load_s", "<= 3"),
-        ("blip_tf peak RSS / blip_torch", "blip_tf fp32", "blip_torch fp32", "peak_rss_gib", "<= 1.3"),
-    ]
+        cells = [f"{r[name]:.3f}" if name in r else "-" for name in WORKLOADS]
+        print(f"| {label} | {r['load_s']:.2f} | " + " | ".join(cells) + f" | {r['peak_rss_gib']:.2f} |")
+    reference = results.get(REFERENCE)
+    if reference:
+        print(f"\nTime / {REFERENCE}'s time, same run (below 1: faster):\n")
+        print("| run | " + " | ".join(WORKLOADS) + " |\n|---|" + "---|" * len(WORKLOADS))
+        for label, r in results.items():
+            cells = [f"{r[n] / reference[n]:.2f}" if n in r and n in reference else "-" for n in WORKLOADS]
+            print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\nFraction of the floor (floor / time; 1.0 is the machine's limit):\n")
+    print("| run | " + " | ".join(WORKLOADS) + " |\n|---|" + "---|" * len(WORKLOADS))
+    for label, r in results.items():
+        framework, dtype, quantization = WORKERS[label]
+        floor = floors(dtype, quantization, machine)
+        print(f"| {label} | " + " | ".join(f"{floor[n] / r[n]:.2f}" if n in r else "-" for n in WORKLOADS) + " |")
+    tf_vs_torch(results)
+    goals(results)
+
+
+def tf_vs_torch(results: dict) -> None:
+    pairs = [(label, label.replace("blip_tf", "blip_torch")) for label in results if label.startswith("blip_tf")]
+    pairs = [(tf, torch) for tf, torch in pairs if torch in results]
+    if not pairs:
+        return
+    print("\nblip_tf time / blip_torch time, same mode (goal: at most 1.2):\n")
+    print(
+        "| mode | " + " | ".join(WORKLOADS) + " | first XLA call, caption b1 s |\n|---|" + "---|" * (len(WORKLOADS) + 1)
+    )
+    for tf, torch in pairs:
+        cells = [
+            f"{results[tf][n] / results[torch][n]:.2f}" if n in results[tf] and n in results[torch] else "-"
+            for n in WORKLOADS
+        ]
+        first = results[tf].get("caption_b1_first_s", float("nan")) - results[tf].get("caption_b1", 0)
+        print(f"| {tf.removeprefix('blip_tf ')} | " + " | ".join(cells) + f" | {first:.1f} |")
+
+
+def goals(results: dict) -> None:
     print()
-    for title, ours, theirs, key, target in ratios:
-        if (
-            ours not in results
-            or key not in results[ours]
-            or (theirs and (theirs not in results or key not in results[theirs]))
-        ):
-            continue
-        value = results[ours][key] / results[theirs][key] if theirs else results[ours][key]
-        print(f"{title}: {value:.2f} (target {target})")
+    for what, ours, theirs, name, bound in GOALS:
+        if ours in results and theirs in results and name in results[ours] and name in results[theirs]:
+            ratio = results[ours][name] / results[theirs][name]
+            verdict = "met" if ratio <= bound else "MISSED"
+            print(f"{what}: {ratio:.2f}x the time (goal at most {bound:.2f}x): {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", help="run only these workers (substring match)")
+    parser.add_argument("--workload", action="append", choices=WORKLOADS, help="run only these workloads")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1, help="run every worker this many times, interleaved")
+    parser.add_argument(
+        "--oracle-python", default=sys.executable, help="interpreter that has transformers==4.57.6 (default: this one)"
+    )
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        framework, dtype, quantization = args.worker
+        quantization = None if quantization == "none" else quantization
+        print(json.dumps(worker(framework, dtype, quantization, args.folder, args.repeats, args.workload or [])))
+        return
+    print_description()  # where these figures were measured
+    machine = limits()
+    for name, value in machine.items():
+        print(f"{name:<55} {value:8.1f}")
+    results: dict[str, dict] = {}
+    labels = [label for label in WORKERS if not args.only or any(word in label for word in args.only)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        make_checkpoints(folder)
+        for round_number in range(args.rounds):
+            for label in labels:
+                framework = WORKERS[label][0]
+                python = args.oracle_python if framework == "transformers" else sys.executable
+                if not available(framework, python):
+                    if round_number == 0:
+                        print(f"{label}: skipped ({framework} not installed)")
+                    continue
+                run = run_worker(label, python, folder, args)
+                if run is not None:
+                    results[label] = merge(results.get(label), run)
+    report(results, machine)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,8 @@ def describe() -> dict[str, object]:
 
         described["torch_threads"] = torch.get_num_threads()
         described["onednn_bf16"] = onednn_kernels()
+        # int8 weight-only decoding (blip_torch.quantization) runs ATen's own kernel, vectorised for this ISA
+        described["aten_isa"] = torch.backends.cpu.get_cpu_capability()
     except ImportError:
         pass
     return described
@@ -128,6 +130,7 @@ def print_description(described: dict[str, object] | None = None) -> None:
     if "torch_threads" in described:
         kernels = ", ".join(described["onednn_bf16"]) or "not oneDNN"
         print(f"torch threads: {described['torch_threads']}; oneDNN bf16 matmul: {kernels}")
+        print(f"int8 weight-only matmul: aten._weight_int8pack_mm, ATen vectorised for {described['aten_isa']}")
     print("versions: " + ", ".join(f"{name} {version}" for name, version in described["versions"].items()))
 
 

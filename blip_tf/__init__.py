@@ -2,6 +2,7 @@
 
 import functools
 
+import blip_tf._xla_cache  # noqa: F401  first: XLA programs cached across processes (set before TensorFlow loads)
 from blip_core.config.generation_config import GenerationConfig
 from blip_core.tasks.pipelines import pipeline as _pipeline
 from blip_tf.auto import (

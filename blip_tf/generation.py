@@ -20,6 +20,7 @@ import tensorflow as tf
 from blip_core.generation.options import GenerationOptions, SpecialTokens
 from blip_core.generation.prompts import left_pad
 from blip_core.generation.sampling import check_sampling_seeds, row_uniforms
+from blip_core.modeling.cpu_features import native_bf16
 from blip_core.modeling.function_cache import FunctionCache, cache_on
 from blip_core.modeling.moved_names import forward_moved_names
 from blip_core.modeling.outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, empty_generate_output
@@ -109,10 +110,20 @@ def compiled_functions(decoder) -> FunctionCache:
     return cache_on(decoder, "_blip_generate_functions", lambda: COMPILED_PER_DECODER)
 
 
+def use_xla(decoder) -> bool:
+    """Whether decoding compiles with XLA: yes, except a bfloat16 model on a CPU with bfloat16 arithmetic and no GPU.
+    XLA on CPU has no fast bfloat16 matrix product (`benchmarks/xla_dtypes.py`: one-row products stream 2 GB/s
+    of bfloat16 weights, 28 GB/s of float32 ones), while TensorFlow's own oneDNN kernels, which a graph without XLA
+    runs, use the CPU's bfloat16 units: there, graph decoding is about 3x faster than XLA's."""
+    if decoder.compute_dtype != "bfloat16" or tf.config.list_logical_devices("GPU"):
+        return True
+    return not native_bf16()
+
+
 def _compiled(decoder, options: GenerationOptions, tokens: SpecialTokens, capacity: int, signature: tuple):
-    """One XLA-compiled decoding function per (options, tokens, capacity, input signature) of a decoder, in a
-    bounded, thread-safe LRU cache. Each is traced once (its signature is fixed, and threads asking for the
-    same new key at once share one function), so TensorFlow never retraces or warns."""
+    """One compiled decoding function (XLA, see `use_xla`) per (options, tokens, capacity, input signature) of a
+    decoder, in a bounded, thread-safe LRU cache. Each is traced once (its signature is fixed, and threads asking
+    for the same new key at once share one function), so TensorFlow never retraces or warns."""
     from blip_tf.beam_search import beam_search, group_beam_search
 
     key = (options.static_key, tokens, capacity, signature)
@@ -137,7 +148,7 @@ def _compiled(decoder, options: GenerationOptions, tokens: SpecialTokens, capaci
 
     # A partial per key: TensorFlow counts traces per Python function, and each of these is traced once.
     return functions.get(
-        key, lambda: tf.function(functools.partial(run), input_signature=list(signature), jit_compile=True)
+        key, lambda: tf.function(functools.partial(run), input_signature=list(signature), jit_compile=use_xla(decoder))
     )
 
 

@@ -55,6 +55,7 @@ class TFLinear(_OwnWeights, keras.layers.Layer):
         super().__init__(**kwargs)
         self.in_features, self.out_features, self.use_bias = in_features, out_features, bias
         self.init_std = 0.02
+        self.quantized = False  # int8 weights instead of `kernel` (`blip_tf.quantization`)
 
     def build(self, input_shape: Any = None) -> None:
         self.kernel = self.own_weight("kernel", (self.in_features, self.out_features), initializer(self.init_std))
@@ -65,9 +66,14 @@ class TFLinear(_OwnWeights, keras.layers.Layer):
             return tf.zeros((*input.shape[:-1], self.out_features), input.dtype)
         shape = tf.shape(input)
         flat = tf.reshape(input, (-1, self.in_features))
-        out = tf.matmul(flat, tf.cast(self.kernel, flat.dtype))
-        if self.bias is not None:
-            out = out + tf.cast(self.bias, out.dtype)
+        if self.quantized:
+            from blip_tf.quantization import int8_linear  # that module imports this one
+
+            out = int8_linear(self, flat)
+        else:
+            out = tf.matmul(flat, tf.cast(self.kernel, flat.dtype))
+            if self.bias is not None:
+                out = out + tf.cast(self.bias, out.dtype)
         return tf.reshape(out, tf.concat([shape[:-1], [self.out_features]], 0))
 
 

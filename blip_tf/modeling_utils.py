@@ -33,6 +33,7 @@ from blip_core.weights import CheckpointError, expected_params, keras_axes, kera
 from blip_core.weights.layouts import from_keras, keras_attribute, to_keras
 from blip_tf.keras_model import TFKerasModel
 from blip_tf.layers import _LOADING, TFLinear, _OwnWeights, initializer
+from blip_tf.quantization import quantize_model
 
 
 @contextlib.contextmanager
@@ -226,6 +227,7 @@ class TFBlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, TFKerasMo
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         config.check_buildable()
         self.config = config
+        self.__dict__.pop("quantize", None)  # Keras wraps `quantize` per instance (its modes, returns None): ours
 
     # -- construction helpers ------------------------------------------------------
 
@@ -403,6 +405,7 @@ class TFBlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, TFKerasMo
                     owner, variable_name = model.owner_of(name, spec.kind)
                     preload(owner, variable_name, lambda spec=spec: keras_value(state, spec))
                 model.build_model()
+                quantize_model(model, options.quantization)
         except (AttributeError, IndexError) as err:  # the core validated the names; this is a model-tree bug
             raise CheckpointError(f"{cls.__name__} has no variable for a checkpoint tensor: {err}") from None
         finally:
@@ -411,6 +414,19 @@ class TFBlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, TFKerasMo
             model, pretrained_model_name_or_path, options.hub, options.generation_config, generation_overrides(options)
         )
         return (model, loading_info()) if options.output_loading_info else model
+
+    def quantize(self, mode: str = "int8") -> Any:
+        """Int8 weight-only decoding (`blip_tf.quantization`), in place, instead of Keras' `Model.quantize` (the
+        layers quantized are fixed: no `config`/`filters`); returns the model. Inference only; the same as
+        `from_pretrained(..., quantization=)`.
+
+        Raises:
+            ValueError: an unknown mode, a model without a text decoder, or one already quantized.
+        """
+        if getattr(self, "quantization", None):
+            raise ValueError(f"{type(self).__name__} is already quantized ({self.quantization})")
+        with placed(self.weights[0].value.device if self.weights else None):
+            return quantize_model(self, mode)
 
     # -- saving ------------------------------------------------------------------------
 
@@ -441,6 +457,12 @@ class TFBlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, TFKerasMo
             raise ValueError(
                 f"{type(self).__name__}.save_pretrained: state_dict= is not supported in TensorFlow; set the "
                 "variables, then save"
+            )
+        if getattr(self, "quantization", None):
+            raise ValueError(
+                f"{type(self).__name__}.save_pretrained: this model's text decoder is quantized "
+                f"({self.quantization}), and checkpoints hold full-precision weights; save the model before "
+                "quantizing it (quantize again after loading with quantization=)"
             )
         if kwargs.pop("saved_model", False):
             raise ValueError("saved_model=True is not supported; use blip_tf.export_for_serving(model, folder)")

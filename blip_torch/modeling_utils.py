@@ -20,11 +20,13 @@ from blip_core.config.configuration import BlipConfigBase
 from blip_core.generation.support import GenerationConfigMixin, attach_generation_config
 from blip_core.modeling.cpu_features import warn_if_emulated_bf16
 from blip_core.modeling.load_options import generation_overrides, loading_info, parse_load_options, resolve_config
-from blip_core.modeling.loading import open_pretrained, write_pretrained
+from blip_core.modeling.loading import mapped_tensor, open_pretrained, write_pretrained
 from blip_core.modeling.model_api import PreTrainedModelAPI
 from blip_core.modeling.moved_names import forward_moved_names
+from blip_core.modeling.quantization import is_quantized_module
 from blip_core.modeling.vocabulary import new_vocab_size, resized, text_config_of, vocab_params
 from blip_core.weights import CheckpointError, saved_names
+from blip_torch.quantization import quantize_model
 
 
 def resolve_dtype(torch_dtype: Any, config: BlipConfigBase) -> torch.dtype:
@@ -69,6 +71,28 @@ def to_numpy(tensor: torch.Tensor) -> tuple[np.ndarray, bool]:
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(np.uint16), True
     return tensor.numpy(), False
+
+
+_FILE_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def checkpoint_tensor(state: Any, name: str, dtype: torch.dtype, map_file: bool = True) -> torch.Tensor:
+    """Parameter `name` of a prepared checkpoint as a `dtype` tensor, the file's weights never copied twice.
+
+    Where the file stores `dtype` and the layout allows (`blip_core.modeling.loading.mapped_tensor`), the
+    tensor is a view of a private (copy-on-write) mapping of the file: its pages are read when first used,
+    and writes to the parameter stay in this process. Otherwise the file's tensor is read (a mapped view
+    where it must be converted, so it is copied once) as before. `map_file=False` reads it into a buffer of its
+    own (a weight about to be quantized: its float pages are then freed, not left resident in the mapping).
+    """
+    mapped = mapped_tensor(state, name) if map_file else None
+    if mapped is not None and _FILE_DTYPES.get(mapped[0]) == dtype:
+        file_dtype, array = mapped
+        tensor = torch.from_numpy(array)
+        return tensor.view(torch.bfloat16) if file_dtype == "BF16" else tensor
+    if mapped is not None and mapped[0] in _FILE_DTYPES and mapped[0] != "BF16":
+        return torch.from_numpy(mapped[1]).to(dtype)  # converted: the mapping's pages are only read
+    return torch.from_numpy(state.get(name)).to(dtype)
 
 
 class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
@@ -243,7 +267,11 @@ class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
         try:
             with torch.device("meta"):
                 model = cls(config)
-            tensors = {name: torch.from_numpy(state.get(name)).to(dtype) for name in state.names}
+            quantized = options.quantization is not None
+            tensors = {
+                name: checkpoint_tensor(state, name, dtype, map_file=not (quantized and is_quantized_module(name)))
+                for name in state.names
+            }
         finally:
             source.close()
         result = model.load_state_dict(tensors, strict=False, assign=True)
@@ -256,10 +284,22 @@ class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
         attach_generation_config(
             model, pretrained_model_name_or_path, options.hub, options.generation_config, generation_overrides(options)
         )
+        quantize_model(model, options.quantization)
         if target is not None:
             model.to(target)
         model.eval()
         return (model, loading_info()) if options.output_loading_info else model
+
+    def quantize(self, mode: str = "int8") -> Any:
+        """Int8 weight-only decoding (`blip_torch.quantization`): the text decoder's linear layers take int8
+        weights, in place; returns the model. Inference only; the same as `from_pretrained(..., quantization=)`.
+
+        Raises:
+            ValueError: an unknown mode, a model without a text decoder, or one already quantized.
+        """
+        if getattr(self, "quantization", None):
+            raise ValueError(f"{type(self).__name__} is already quantized ({self.quantization})")
+        return quantize_model(self, mode)
 
     # -- saving ------------------------------------------------------------------------
 
@@ -287,6 +327,12 @@ class BlipPreTrainedModel(PreTrainedModelAPI, GenerationConfigMixin, nn.Module):
         `state_dict` saves those tensors (canonical names) instead of the model's. `push_to_hub=True` then
         uploads the files written (`blip_core.io.hub_upload`). Raises TypeError for an unknown argument.
         """
+        if getattr(self, "quantization", None) and state_dict is None:
+            raise ValueError(
+                f"{type(self).__name__}.save_pretrained: this model's text decoder is quantized "
+                f"({self.quantization}), and checkpoints hold full-precision weights; save the model before "
+                "quantizing it (quantize again after loading with quantization=)"
+            )
         options = parse_save_options(
             type(self).__name__,
             is_main_process,

@@ -12,6 +12,7 @@ import math
 import mmap
 import os
 import struct
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ class SafetensorsFile:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._map: mmap.mmap | None = None
+        self._kept: mmap.mmap | None = None  # the mapping `map_tensor` views live in (never madvised)
         self._lent: tuple[int, int] | None = None  # byte range of the last lent tensor
         header, length = self._read_header()
         self.metadata: dict[str, str] = self._check_metadata(header.pop("__metadata__", None))
@@ -206,17 +208,49 @@ class SafetensorsFile:
         if dtype == "BF16" or end == begin:
             return self.get(name)
         if self._map is None:
-            try:
-                with open(self.path, "rb") as stream:
-                    self._map = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
-            except (OSError, ValueError):  # a file system without mmap: read instead
+            self._map = self._private_map()
+            if self._map is None:  # a file system without mmap: read instead
                 return self.get(name)
-            if len(self._map) < self._size:
-                raise SafetensorsError(f"{self.path} shrank while being read")
         self._release_lent()
         self._lent = (self._start + begin, self._start + end)
         count = (end - begin) // DTYPES[dtype].itemsize
         return np.frombuffer(self._map, dtype=DTYPES[dtype], count=count, offset=self._start + begin).reshape(shape)
+
+    def map_tensor(self, name: str) -> tuple[str, np.ndarray] | None:
+        """(file dtype name, the tensor's bytes as a copy-on-write view of the file), for a caller that keeps it.
+
+        The view is of a private mapping (`MAP_PRIVATE`): writes to it stay in this process and never reach the
+        file, and replacing the file (an atomic `save_pretrained`) leaves it intact. Its pages are read from
+        the file only when first touched. BF16 comes as its uint16 bit patterns. None where the layout does
+        not allow a view (big-endian host, an offset not a multiple of the item size, an empty tensor) or the
+        file system cannot map: the caller reads the tensor instead. The header was validated when the file
+        was opened (offsets, sizes, overlaps), exactly as for `get`.
+
+        Raises:
+            SafetensorsError: the file shrank since it was opened.
+        """
+        dtype, shape, begin, end = self._entries[name]
+        item = DTYPES[dtype].itemsize
+        if sys.byteorder != "little" or end == begin or (self._start + begin) % item:
+            return None
+        if self._kept is None:
+            self._kept = self._private_map()
+            if self._kept is None:
+                return None
+        count = (end - begin) // item
+        view = np.frombuffer(self._kept, dtype=DTYPES[dtype], count=count, offset=self._start + begin)
+        return dtype, view.reshape(shape)
+
+    def _private_map(self) -> mmap.mmap | None:
+        """A copy-on-write mapping of the whole file; None where the file system cannot map."""
+        try:
+            with open(self.path, "rb") as stream:
+                mapping = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError):
+            return None
+        if len(mapping) < self._size:
+            raise SafetensorsError(f"{self.path} shrank while being read")
+        return mapping
 
     def _release_lent(self) -> None:
         """Return the previously lent tensor's pages: the consumer has copied it, and a later read of
@@ -228,9 +262,10 @@ class SafetensorsFile:
         self._lent = None
 
     def close(self) -> None:
-        """Drop the mapping used by `lend` (views already lent keep it alive until they go)."""
+        """Drop the mappings of `lend` and `map_tensor` (views already given keep them alive until they go)."""
         self._release_lent()
         self._map = None
+        self._kept = None
 
 
 def write_safetensors(

@@ -116,6 +116,9 @@ class ShardedSource:
     def lend(self, name: str) -> np.ndarray:
         return lend(self._owner[name], name)
 
+    def map_tensor(self, name: str) -> tuple[str, np.ndarray] | None:
+        return map_tensor(self._owner[name], name)
+
     def close(self) -> None:
         for shard in self._shards:
             shard.close()
@@ -125,6 +128,13 @@ def lend(source: TensorSource, name: str) -> np.ndarray:
     """`source.lend(name)` where the source can lend (memory-mapped files), else a fresh `get`."""
     lender = getattr(source, "lend", None)
     return lender(name) if lender is not None else source.get(name)
+
+
+def map_tensor(source: TensorSource, name: str) -> tuple[str, np.ndarray] | None:
+    """`source.map_tensor(name)` (file dtype name, copy-on-write view of the file) where the source can map
+    the tensor as stored (`SafetensorsFile.map_tensor`), else None: the caller reads it with `get`."""
+    mapper = getattr(source, "map_tensor", None)
+    return mapper(name) if mapper is not None else None
 
 
 def _uses_tf_names(source: SafetensorsFile) -> bool:

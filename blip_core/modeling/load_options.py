@@ -27,11 +27,15 @@ INERT_OPTIONS = {
     "weights_only": "pytorch_model.bin is always read without running pickle code",
     "save_peft_format": "PEFT adapters are not used",
 }
+QUANTIZED_LOADING = (
+    "bitsandbytes quantization is not supported; use quantization=\"int8\" (int8 weight-only decoding) or "
+    "dtype=\"bfloat16\""
+)
 # Options refused unless given their "off" value (what a program passes to say "no, thanks").
 REFUSED_OPTIONS: dict[str, tuple[tuple[Any, ...], str]] = {
-    "quantization_config": ((None,), "quantized loading is not supported; load in float16/bfloat16 with dtype="),
-    "load_in_8bit": ((False, None), "quantized loading is not supported; load in float16/bfloat16 with dtype="),
-    "load_in_4bit": ((False, None), "quantized loading is not supported; load in float16/bfloat16 with dtype="),
+    "quantization_config": ((None,), QUANTIZED_LOADING),
+    "load_in_8bit": ((False, None), QUANTIZED_LOADING),
+    "load_in_4bit": ((False, None), QUANTIZED_LOADING),
     "state_dict": (
         (None,),
         "loading from a state dict is not supported; build the model from its config and call load_state_dict "
@@ -73,6 +77,7 @@ class LoadOptions:
     device: Any = None
     device_map: Any = None
     device_map_modules: tuple[str, ...] | None = None
+    quantization: str | None = None  # "int8": `blip_core.modeling.quantization`
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,6 +115,7 @@ def parse_load_options(class_name: str, kwargs: dict[str, Any]) -> LoadOptions:
         device=rest.pop("device", None),
         device_map=device_map,
         device_map_modules=modules,
+        quantization=rest.pop("quantization", None),
         overrides=rest,
     )
 

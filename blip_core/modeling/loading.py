@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from blip_core.checkpoints.sources import TensorSource, open_weights
+from blip_core.checkpoints.sources import TensorSource, map_tensor, open_weights
 from blip_core.checkpoints.writing import SaveOptions, staged_save, write_weights
 from blip_core.config.configuration import BlipConfigBase
 from blip_core.config.generation_config import GenerationConfig
@@ -58,6 +58,13 @@ def open_pretrained(
     except BaseException:
         source.close()
         raise
+
+
+def mapped_tensor(state: PreparedState, name: str) -> tuple[str, np.ndarray] | None:
+    """(file dtype name such as "F32" or "BF16", a copy-on-write view of the file's bytes) for parameter `name`,
+    for a framework that adopts it as the parameter's memory; None where the tensor cannot be mapped as stored
+    (not safetensors, TensorFlow naming, misaligned, big-endian host; `SafetensorsFile.map_tensor`): read it."""
+    return map_tensor(state.source, state.prefix + name)
 
 
 def write_pretrained(
