@@ -103,8 +103,9 @@ def best_of(run, repeats: int = 3) -> float:
 
 
 def limits() -> dict[str, float]:
-    """Measured peaks: square and ViT-shaped matmul GFLOP/s in float32 and bfloat16 (PyTorch), and memory
-    bandwidth GB/s (a 256 MB copy: bytes read plus bytes written)."""
+    """Measured peaks: square and ViT-shaped matmul GFLOP/s in float32 (PyTorch's default GEMM, MKL, and oneDNN's,
+    which `blip_torch` uses where it is the faster) and bfloat16, and memory bandwidth GB/s (a 256 MB copy: bytes
+    read plus bytes written)."""
     import numpy as np
     import torch
 
@@ -116,6 +117,11 @@ def limits() -> dict[str, float]:
                 a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
                 seconds = best_of(lambda a=a, b=b: a @ b)
                 found[f"matmul {str(dtype).removeprefix('torch.')} {name} GFLOP/s"] = 2 * m * k * n / seconds / 1e9
+        m, k, n = shapes["ViT-B (8x577 tokens, 768->3072)"]
+        a, weight = torch.randn(m, k), torch.randn(n, k)
+        if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+            seconds = best_of(lambda: torch.ops.mkldnn._linear_pointwise(a, weight, None, "none", [], ""))
+            found["matmul float32 ViT-B, oneDNN GFLOP/s"] = 2 * m * k * n / seconds / 1e9
     source = np.ones(256 * 2**20 // 8)
     target = np.empty_like(source)
     seconds = best_of(lambda: np.copyto(target, source))
