@@ -22,7 +22,7 @@ INT8_KERNEL_MAX_ROWS = 32
 # PyTorch 2.13's CPU kernel reads the input features in blocks of 16: other widths return NaN or crash the process
 # (in_features 20 or 37 segfault, 8, 24, 40 give NaN, measured on AVX-512); those layers widen the weight instead.
 INT8_KERNEL_FEATURE_MULTIPLE = 16
-_KERNEL = {"usable": hasattr(torch.ops.aten, "_weight_int8pack_mm")}
+_KERNEL_MISSING: set[str] = set() if hasattr(torch.ops.aten, "_weight_int8pack_mm") else {"cpu", "cuda", "mps"}
 
 
 class Int8Linear(nn.Module):
@@ -65,11 +65,11 @@ class Int8Linear(nn.Module):
                 widened = self.weight_int8.float() * self._scale_bf16.float()[:, None]
                 return (flat.float() @ widened.T).to(torch.bfloat16)
             return flat @ (self.weight_int8.to(torch.bfloat16) * self._scale_bf16[:, None]).T
-        if _KERNEL["usable"] and not self.in_features % INT8_KERNEL_FEATURE_MULTIPLE:
+        if flat.device.type not in _KERNEL_MISSING and not self.in_features % INT8_KERNEL_FEATURE_MULTIPLE:
             try:
                 return torch.ops.aten._weight_int8pack_mm(flat.contiguous(), self.weight_int8, self._scale_bf16)
             except (RuntimeError, NotImplementedError):  # a device or build without the kernel: widen instead
-                _KERNEL["usable"] = False
+                _KERNEL_MISSING.add(flat.device.type)
         # as the kernel: bfloat16 scales on a float32 product (exact: bfloat16 x int8 products are exact in float32)
         return ((flat.float() @ self.weight_int8.float().T) * self._scale_bf16.float()).to(torch.bfloat16)
 
