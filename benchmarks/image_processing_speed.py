@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import PIL.Image
+from machine import print_description  # benchmarks/machine.py, beside this script
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 BATCH = 64
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--transformers", action="store_true", help="also time transformers' processors")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
+    print_description()  # where these figures were measured
     threads = None
     try:
         import torch

@@ -18,6 +18,7 @@ import sys
 import time
 
 import numpy as np
+from machine import print_description  # benchmarks/machine.py, beside this script
 from quality_runs import MODES, ModeRun, ModeUnavailable, run_mode, same_rows  # benchmarks/, beside this script
 
 from blip_core.demo.tasks import exact_match, held_out, roc_auc
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.count < 1 or args.start < 0:
         parser.error("--count must be at least 1 and --start at least 0")
+    print_description()  # where these figures were measured
     held = held_out(args.count, start=args.start)
     print(
         f"Demo models, held-out scenes {args.start}..{args.start + args.count - 1} ({args.count}), greedy, "

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import print_description  # benchmarks/machine.py, beside this script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -156,6 +157,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--rerank", type=int, default=128)
     args = parser.parse_args()
+    print_description()  # where these figures were measured
 
     from blip_core.demo.tasks import held_out
     from blip_core.tasks.pipelines import pipeline

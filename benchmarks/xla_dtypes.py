@@ -17,6 +17,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
+from machine import print_description  # noqa: E402  benchmarks/machine.py, beside this script
 
 LAYERS = 30
 
@@ -35,6 +36,7 @@ def seconds(program, row, weights, repeats: int = 20) -> float:
 
 
 def main() -> None:
+    print_description()  # where these figures were measured
     weights = [tf.random.normal((768, 3072), seed=n) for n in range(LAYERS)]
     bf16 = [tf.cast(w, tf.bfloat16) for w in weights]
     int8 = [tf.cast(tf.clip_by_value(tf.round(w * 30), -127, 127), tf.int8) for w in weights]
