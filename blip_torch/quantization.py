@@ -73,6 +73,16 @@ class Int8Linear(nn.Module):
         # as the kernel: bfloat16 scales on a float32 product (exact: bfloat16 x int8 products are exact in float32)
         return ((flat.float() @ self.weight_int8.float().T) * self._scale_bf16.float()).to(torch.bfloat16)
 
+    def _apply(self, fn, recurse: bool = True):
+        """`model.to(dtype)`/`.half()` move the buffers but keep their dtypes: int8 weights, float32 scales, the
+        kernel's bfloat16 scales and bias (the layer computes in bfloat16 whatever the model's dtype)."""
+        super()._apply(fn, recurse)
+        self.weight_scale = self.weight_scale.float()
+        self._scale_bf16 = self._scale_bf16.to(torch.bfloat16)
+        if self.bias is not None:
+            self._bias_bf16 = self._bias_bf16.to(torch.bfloat16)
+        return self
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
 

@@ -220,3 +220,23 @@ def test_saving_a_quantized_model_is_refused(tiny_checkpoints, tmp_path):
     with pytest.raises(ValueError, match="quantized"):
         model.save_pretrained(tmp_path / "out")
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_int8_model_moved_to_another_dtype_keeps_its_int8_numbers_and_ids(demo_captions) -> None:
+    """`model.to(dtype)` after quantizing moves the vision encoder; the int8 layers keep int8 weights, float32
+    scales and bfloat16 kernel scales, and the demo captioner's held-out captions do not change."""
+    pixels, ids, _ = demo_captions
+    model = _load(CAPTIONER, DEMO_MODELS_DIR / CAPTIONER, "int8")
+    with torch.no_grad():
+        expected = model.generate(pixel_values=pixels, max_new_tokens=12)
+        assert torch.equal(expected, ids)
+        for dtype in (torch.bfloat16, torch.float16, torch.float32):
+            model.to(dtype)
+            head = model.text_decoder.cls.predictions.decoder
+            assert (head.weight_int8.dtype, head.weight_scale.dtype, head._scale_bf16.dtype) == (
+                torch.int8,
+                torch.float32,
+                torch.bfloat16,
+            )
+            assert model.vision_model.embeddings.patch_embedding.weight.dtype == dtype
+            assert torch.equal(model.generate(pixel_values=pixels.to(dtype), max_new_tokens=12), expected)
