@@ -92,8 +92,9 @@ def decoder_step(
     hidden = _norm(hidden, embeddings.LayerNorm)
     self_mask = additive_mask(key_mask[:, None, None, :], dtype) if key_mask is not None else None
     cross_mask = None
-    if state.encoder_attention_mask is not None:
-        cross_mask = additive_mask(state.encoder_attention_mask[:, None, None, :], torch.float32)
+    if state.encoder_attention_mask is not None:  # in the dtype the image keys/values take (`_cross_entries`)
+        cross_dtype = torch.float32 if hidden.is_cpu else dtype
+        cross_mask = additive_mask(state.encoder_attention_mask[:, None, None, :], cross_dtype)
     for index, layer in enumerate(bert.encoder.layer):
         attention = layer.attention.self
         query = attention._heads(attention.query.forward(hidden))

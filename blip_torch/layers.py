@@ -24,8 +24,9 @@ _ACTIVATIONS = {
 
 
 # Decoding multiplies a few rows by each weight: memory-bound products that MKL's GEMM runs
-# poorly on CPUs. One row: the weight is split in two halves, one streamed by each core. A few
-# rows (beams, batches): oneDNN's matmul, up to 1.7x faster than MKL's there (the LM head).
+# poorly on CPUs. On AVX-512 CPUs oneDNN's matmul takes every float32 product (`_onednn_preferred`).
+# Elsewhere, one row: the weight is split in two halves, one streamed by each core; a few rows
+# (beams, batches): oneDNN's matmul, up to 1.7x faster than MKL's there (the LM head); more: MKL.
 ONEDNN_MAX_ROWS = 256
 # CPUs without AMX or AVX512-BF16 emulate bf16/fp16 matrix products slowly; there, only the
 # memory-bound few-row products stay in the low precision, larger ones compute in float32 (the
@@ -48,9 +49,10 @@ def _emulated(tensor: torch.Tensor) -> bool:
 class Linear(nn.Linear):
     """`nn.Linear` with faster CPU inference paths; same parameters, names and math.
 
-    Without autograd, float32: one row (decoding) streams each half of the weight on its own
-    core; up to `ONEDNN_MAX_ROWS` rows (beams) go through oneDNN's matmul. Low precision on CPUs
-    without bf16 units: large products compute in float32.
+    Without autograd, float32: on AVX-512 CPUs every product goes through oneDNN's matmul; elsewhere
+    one row (decoding) streams each half of the weight on its own core and up to `ONEDNN_MAX_ROWS`
+    rows (beams) go through oneDNN. Low precision on CPUs without bf16 units: large products compute
+    in float32.
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
