@@ -8,7 +8,6 @@ it: an int8 mode's ITM figures are those of its dtype alone, and say so.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from blip_core.demo.runs import framework_calls
 from blip_core.demo.tasks import ANSWERER, CAPTIONER, DEMO_MODELS_DIR, MATCHER, HeldOut
 from blip_core.processing.processor import BlipProcessor
 
@@ -85,7 +85,7 @@ def run_mode(
     Raises:
         ModeUnavailable: the framework lacks the mode.
     """
-    calls = _TorchCalls() if framework == "pt" else _KerasCalls()
+    calls = framework_calls(framework)
     processor = BlipProcessor.from_pretrained(models_dir / CAPTIONER)
     pixels = processor(images=held.images, return_tensors="np")["pixel_values"]
     question = processor(text=held.questions, padding=True, return_tensors="np")
@@ -145,31 +145,3 @@ def same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     width = max(a.shape[1], b.shape[1])
     padded = [np.pad(x, ((0, 0), (0, width - x.shape[1]))) for x in (a, b)]
     return (padded[0] == padded[1]).all(axis=1)
-
-
-class _TorchCalls:
-    def __init__(self) -> None:
-        import torch
-
-        self.torch = torch
-
-    def inference(self):
-        return self.torch.no_grad()
-
-    def tensor(self, array: np.ndarray):
-        return self.torch.from_numpy(np.ascontiguousarray(array))
-
-    def numpy(self, tensor) -> np.ndarray:
-        return tensor.detach().float().numpy() if tensor.is_floating_point() else tensor.numpy()
-
-
-class _KerasCalls:
-    def inference(self):
-        return contextlib.nullcontext()
-
-    def tensor(self, array: np.ndarray) -> np.ndarray:
-        return array  # the Keras models take NumPy
-
-    def numpy(self, tensor) -> np.ndarray:
-        array = np.asarray(tensor)
-        return array.astype(np.float32) if array.dtype.kind == "f" or array.dtype.name == "bfloat16" else array

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def run_demo_models(
         raise FileNotFoundError(f"{models_dir} lacks the trained demo models: run scripts/train_demo.py")
     package = importlib.import_module(FRAMEWORK_PACKAGES[framework])
     prefix = "" if framework == "pt" else "TF"
-    run = _TorchCalls() if framework == "pt" else _TensorFlowCalls()
+    run = framework_calls(framework)
     with run.inference():
         return _run(package, prefix, run, held, models_dir, max_new_tokens)
 
@@ -128,6 +129,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def framework_calls(framework: str) -> Any:
+    """What running a model needs of a framework ("pt" or "tf"): `inference()` (a no-grad context), `tensor(array)`
+    and `numpy(tensor)` (float32 for any float dtype, bfloat16 included)."""
+    return _TorchCalls() if framework == "pt" else _TensorFlowCalls()
+
+
 class _TorchCalls:
     def __init__(self) -> None:
         import torch
@@ -152,4 +159,5 @@ class _TensorFlowCalls:
         return array  # the Keras models take NumPy
 
     def numpy(self, tensor) -> np.ndarray:
-        return np.asarray(tensor)
+        array = np.asarray(tensor)
+        return array.astype(np.float32) if array.dtype.kind == "f" or array.dtype.name == "bfloat16" else array
