@@ -77,9 +77,10 @@ class Linear(nn.Linear):
         if _emulated(weight):
             if input.numel() <= NATIVE_LOW_PRECISION_ROWS * self.in_features:
                 return nn.functional.linear(input, weight, self.bias)
-            bias = self.bias
-            out = nn.functional.linear(input.float(), weight.float(), None if bias is None else bias.float())
-            return out.to(weight.dtype)
+            bias = None if self.bias is None else self.bias.float()
+            wide, weight = input.float().contiguous(), weight.float()
+            out = _onednn_linear(wide, weight, bias) if _onednn_preferred() and not torch.is_grad_enabled() else None
+            return (nn.functional.linear(wide, weight, bias) if out is None else out).to(self.weight.dtype)
         return nn.functional.linear(input, weight, self.bias)
 
     def _split_gemv(self, input: torch.Tensor) -> torch.Tensor:
