@@ -14,9 +14,20 @@ from torch import nn
 from blip_core.config.model_constants import MASK_FILL_VALUE, activation_name
 from blip_core.modeling import cpu_features
 
+
+def gelu_erf(x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.gelu(x)
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.gelu(x, approximate="tanh")
+
+
+# Named functions, not lambdas: a model holds its activation, and a whole model must pickle (`torch.save(model)`,
+# `copy.deepcopy`, handing a model to a spawned process).
 _ACTIVATIONS = {
-    "gelu_erf": lambda x: nn.functional.gelu(x),
-    "gelu_tanh": lambda x: nn.functional.gelu(x, approximate="tanh"),
+    "gelu_erf": gelu_erf,
+    "gelu_tanh": gelu_tanh,
     "relu": torch.relu,
     "tanh": torch.tanh,
     "silu": nn.functional.silu,
