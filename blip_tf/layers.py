@@ -14,9 +14,19 @@ import tensorflow as tf
 
 from blip_core.config.model_constants import MASK_FILL_VALUE, activation_name
 
+
+def gelu_erf(x: tf.Tensor) -> tf.Tensor:
+    return tf.nn.gelu(x, approximate=False)
+
+
+def gelu_tanh(x: tf.Tensor) -> tf.Tensor:
+    return tf.nn.gelu(x, approximate=True)
+
+
+# Named functions, not lambdas, as in `blip_torch.layers` (where a whole model must pickle).
 _ACTIVATIONS = {
-    "gelu_erf": lambda x: tf.nn.gelu(x, approximate=False),
-    "gelu_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_erf": gelu_erf,
+    "gelu_tanh": gelu_tanh,
     "relu": tf.nn.relu,
     "tanh": tf.math.tanh,
     "silu": tf.nn.silu,

@@ -74,10 +74,12 @@ class Int8Linear(nn.Module):
         return ((flat.float() @ self.weight_int8.float().T) * self._scale_bf16.float()).to(torch.bfloat16)
 
     def _apply(self, fn, recurse: bool = True):
-        """`model.to(dtype)`/`.half()` move the buffers but keep their dtypes: int8 weights, float32 scales, the
-        kernel's bfloat16 scales and bias (the layer computes in bfloat16 whatever the model's dtype)."""
+        """`model.to(dtype)`/`.half()` move the buffers but keep their dtypes: int8 weights, float32 scales and bias,
+        the kernel's bfloat16 scales and bias (the layer computes in bfloat16 whatever the model's dtype)."""
         super()._apply(fn, recurse)
         self.weight_scale = self.weight_scale.float()
+        if self.bias is not None:
+            self.bias.data = self.bias.data.float()
         self._scale_bf16 = self._scale_bf16.to(torch.bfloat16)
         if self.bias is not None:
             self._bias_bf16 = self._bias_bf16.to(torch.bfloat16)

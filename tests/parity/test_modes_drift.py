@@ -238,5 +238,7 @@ def test_int8_model_moved_to_another_dtype_keeps_its_int8_numbers_and_ids(demo_c
                 torch.float32,
                 torch.bfloat16,
             )
+            assert head.bias is None or head.bias.dtype == torch.float32
+            assert model.text_decoder.bert.encoder.layer[0].attention.self.query.bias.dtype == torch.float32
             assert model.vision_model.embeddings.patch_embedding.weight.dtype == dtype
             assert torch.equal(model.generate(pixel_values=pixels.to(dtype), max_new_tokens=12), expected)
