@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from blip_conversion import convert
 from blip_core.io.native_logs import quiet_native_logs
+from blip_onnx.layout import DEFAULT_OPSET
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 MESSAGE_LIMIT = 600
@@ -77,6 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     original.add_argument("--force", action="store_true")
     _verbose_option(original)
 
+    onnx = commands.add_parser(
+        "to-onnx", help="a captioning, VQA or retrieval checkpoint -> ONNX graphs for ONNX Runtime (checked)"
+    )
+    onnx.add_argument("source", help="a folder or a Hub repo id")
+    onnx.add_argument("destination", help="the folder to write (must not exist unless --force)")
+    onnx.add_argument("--task", choices=["caption", "vqa", "itm"], help="default: the checkpoint's own")
+    onnx.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    onnx.add_argument("--int8", action="store_true", help="quantize with ONNX Runtime's dynamic int8 quantization")
+    onnx.add_argument("--force", action="store_true", help="replace an existing destination")
+    onnx.add_argument("--revision")
+    onnx.add_argument("--cache-dir")
+    onnx.add_argument("--local-files-only", action="store_true")
+    _verbose_option(onnx)
+
     check = commands.add_parser("verify", help="run a checkpoint through blip_torch and blip_tf and compare")
     check.add_argument("source", help="a folder or a Hub repo id")
     check.add_argument("--image", help="an image path or URL (default: a generated test card)")
@@ -108,6 +123,15 @@ def run(args: argparse.Namespace) -> int:
         details = ", ".join(f"{key} {value}" for key, value in report.items() if value)
         print(f"wrote {folder} ({details})")
         return EXIT_OK
+    if args.command == "to-onnx":
+        from blip_conversion.onnx_export import export_onnx
+
+        folder, report = export_onnx(
+            args.source, args.destination, args.task, args.opset, args.int8, args.force, _hub(args)
+        )
+        print(report.table())
+        print(f"wrote {folder}")
+        return EXIT_OK
     if args.command == "to-keras":
         folder = convert.to_keras(args.source, args.destination, args.force, args.saved_model, _hub(args))
     else:
@@ -124,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with quiet_native_logs(not args.verbose):
         try:
             return run(args)
-        except (ValueError, OSError, RuntimeError, TypeError) as err:
+        except (ValueError, OSError, RuntimeError, TypeError, ImportError) as err:
             return fail(str(err))
 
 

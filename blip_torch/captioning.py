@@ -130,4 +130,4 @@ class BlipForConditionalGeneration(GenerationMixin, BlipPreTrainedModel):
             return empty_output(options, pixel_values.device)
         with torch.no_grad():
             image_embeds = image_features(self, pixel_values, interpolate_pos_encoding).last_hidden_state
-        return decode(self.text_decoder, rows, image_embeds, None, options, tokens)
+        return decode(self.text_decoder, rows, image_embeds, None, options, tokens, owner=self)

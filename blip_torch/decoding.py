@@ -6,6 +6,7 @@ and `beam_search.py`. Twin of `blip_tf/decoding.py`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ import torch
 from blip_core.generation.options import GenerationOptions, SpecialTokens
 from blip_core.generation.prompts import left_pad
 from blip_torch.cache import KVCache
+from blip_torch.compiled_decoding import eager_call
 from blip_torch.layers import additive_mask, attend
 
 
@@ -31,6 +33,7 @@ class Decoding:
     seen: torch.Tensor | None  # (N, V) tokens present so far, for the repetition penalty
     prompt: torch.Tensor  # (N, P) the left-padded prompts (the encoder n-gram ban reads them)
     prompt_tokens: torch.Tensor | None  # (N, V) tokens of the prompt, for the encoder repetition penalty
+    compiled: Callable | None = None  # (state, ids, positions) -> logits: the step under torch.compile
 
     def expand(self, repeats: int) -> None:
         """Give every image `repeats` rows (image-major)."""
@@ -58,6 +61,8 @@ class Decoding:
         key_mask = self.key_mask[:, :length] if self.key_mask is not None else None
         positions = (self.prompt_lengths + generated - 1)[:, None]
         if not self.decoder.training:
+            if self.compiled is not None:  # compiled_decoding.py
+                return self.compiled(self, tokens[:, None], positions)[:, -1].float()
             return decoder_step(self, tokens[:, None], positions, key_mask)[:, -1].float()
         out = self.decoder(
             input_ids=tokens[:, None],
@@ -180,7 +185,7 @@ def start(decoder, rows: list[list[int]], encoder_hidden_states, encoder_attenti
         ids,
         prompt_tokens,
     )
-    out = decoder(
+    out = eager_call(decoder)(  # the prompt pass: eager even when the decoder was compiled (compiled_decoding.py)
         input_ids=ids,
         attention_mask=mask if padded else None,
         position_ids=positions,

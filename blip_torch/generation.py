@@ -109,18 +109,25 @@ def generate(
     encoder_attention_mask: torch.Tensor | None,
     options: GenerationOptions,
     tokens: SpecialTokens,
+    owner: torch.nn.Module | None = None,
 ) -> torch.Tensor | GenerateDecoderOnlyOutput:
     """Decode one prompt row per image; ids begin with the start token, prompts come left-padded with pad id.
 
-    Raises ValueError when `options.sampling_seeds` does not hold one seed per row.
+    When `owner` (the model whose `generate` runs) or `decoder` was compiled with `torch.compile`, the steps run
+    as one compiled graph (`compiled_decoding.py`). Raises ValueError when `options.sampling_seeds` does not hold
+    one seed per row.
     """
     from blip_torch.beam_search import beam_search, group_beam_search
+    from blip_torch.compiled_decoding import compiled_step_for, eager_module, use_compiled_step
 
     check_sampling_seeds(options.sampling_seeds, len(rows))
     if not rows:
         return empty_output(options, encoder_hidden_states.device)
+    step = compiled_step_for(owner, decoder)
+    decoder = eager_module(decoder)
     with torch.no_grad():
         state, prompt, logits = start(decoder, rows, encoder_hidden_states, encoder_attention_mask, options)
+        use_compiled_step(state, step)
         loop = group_beam_search if options.is_group_beam else beam_search if options.is_beam else greedy_or_sample
         output = loop(state, prompt, logits, options, tokens)
     return output if options.return_dict_in_generate else output.sequences

@@ -15,11 +15,13 @@ from blip_core.modeling.limits import (
     check_text_length,
     check_token_ids,
 )
+from blip_torch.layers import traced
 
 
 def _value_range(tensor: torch.Tensor) -> tuple[int | None, int | None]:
-    """(smallest, largest) value, (None, None) for an empty tensor."""
-    if not tensor.numel():
+    """(smallest, largest) value, (None, None) for an empty tensor or inside a tracer (`torch.export`,
+    `torch.compile`: the values are not known there, and the exported graph is checked by its own caller)."""
+    if traced() or not tensor.numel():
         return None, None
     return int(tensor.min()), int(tensor.max())
 

@@ -57,6 +57,12 @@ def _emulated(tensor: torch.Tensor) -> bool:
     return tensor.dtype in LOW_PRECISION and tensor.device.type == "cpu" and not cpu_has_low_precision_units()
 
 
+def traced() -> bool:
+    """Inside `torch.export`, `torch.compile` or `torch.jit.trace`: the CPU fast paths (oneDNN calls, the split
+    GEMV, chosen by data-independent checks a tracer would bake in) step aside for the plain operations."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 class Linear(nn.Linear):
     """`nn.Linear` with faster CPU inference paths; same parameters, names and math.
 
@@ -67,6 +73,8 @@ class Linear(nn.Linear):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if traced():  # torch.export, torch.compile, ONNX export: the plain operation every tracer knows
+            return nn.functional.linear(input, self.weight, self.bias)
         if not input.numel():  # an empty batch never reaches a kernel (oneDNN's may mishandle 0 rows)
             return input.new_zeros(*input.shape[:-1], self.out_features)
         weight = self.weight

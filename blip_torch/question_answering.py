@@ -148,7 +148,7 @@ class BlipForQuestionAnswering(GenerationMixin, BlipPreTrainedModel):
                 input_ids, pixel_values, attention_mask, interpolate_pos_encoding
             )
         rows = [[tokens.start] for _ in range(question_embeds.shape[0])]
-        return decode(self.text_decoder, rows, question_embeds, attention_mask, options, tokens)
+        return decode(self.text_decoder, rows, question_embeds, attention_mask, options, tokens, owner=self)
 
     def rank_answers(
         self,

@@ -31,19 +31,29 @@ def one_line(error: BaseException) -> str:
 def add_common_arguments(sub: argparse.ArgumentParser, images_required: bool = True) -> None:
     """The inputs, model, runtime and output options of every sub-command that runs a model."""
     sub.add_argument("images", nargs="+" if images_required else "*", help="image files, folders or URLs")
-    add_runtime_arguments(sub, "a folder or Hub id (default: the embedded demo model, else Salesforce's)")
+    add_runtime_arguments(
+        sub, "a folder or Hub id (default: the embedded demo model, else Salesforce's)", onnx=True
+    )
     sub.add_argument("--batch-size", type=int, default=8)
     sub.add_argument("--format", choices=["text", "jsonl", "csv"], default="text")
     sub.add_argument("--progress", action="store_true", help="show progress on stderr")
     add_verbose_argument(sub)
 
 
-def add_runtime_arguments(sub: argparse.ArgumentParser, model_help: str | None) -> None:
+def add_runtime_arguments(sub: argparse.ArgumentParser, model_help: str | None, onnx: bool = False) -> None:
     """Which model runs, and where: --model (unless `model_help` is None: commands naming their models
-    otherwise), --framework, --device, --dtype (every sub-command that runs one)."""
+    otherwise), --framework (with `onnx`, also an export of `blip-convert to-onnx` in ONNX Runtime), --device,
+    --dtype (every sub-command that runs one)."""
     if model_help is not None:
         sub.add_argument("--model", help=model_help)
-    sub.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
+    if onnx:
+        sub.add_argument(
+            "--framework",
+            choices=["pt", "tf", "onnx"],
+            help="default: onnx for a folder of blip-convert to-onnx, else PyTorch when installed",
+        )
+    else:
+        sub.add_argument("--framework", choices=["pt", "tf"], help="default: PyTorch when installed")
     sub.add_argument("--device", help="e.g. cpu, cuda, /GPU:0")
     sub.add_argument(
         "--dtype", choices=["float32", "bfloat16", "float16", "auto"], default="float32", help="weights dtype"

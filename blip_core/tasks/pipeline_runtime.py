@@ -17,14 +17,16 @@ import numpy as np
 
 from blip_core.modeling.devices import tf_device, torch_device
 
-FRAMEWORKS = {"pt": "blip_torch", "tf": "blip_tf"}
+FRAMEWORKS = {"pt": "blip_torch", "tf": "blip_tf", "onnx": "blip_onnx"}
+# Class-name prefix of each framework's twins.
+CLASS_PREFIX = {"pt": "", "tf": "TF", "onnx": "Onnx"}
 
 
 def choose_dtype(framework: str, dtype: Any, torch_dtype: Any) -> Any:
     """One dtype from `dtype=` and its older name `torch_dtype=`.
 
     PyTorch defaults to "auto" (the checkpoint's dtype), as `transformers.pipeline` does; TensorFlow
-    to float32, as `transformers`' TensorFlow models load.
+    to float32, as `transformers`' TensorFlow models load; ONNX exports run as exported.
 
     Raises:
         ValueError: both given, and different.
@@ -47,12 +49,15 @@ class Runtime:
 
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
-            raise ValueError(f"framework must be 'pt' or 'tf', got {self.framework!r}")
+            raise ValueError(f"framework must be 'pt', 'tf' or 'onnx', got {self.framework!r}")
+        if self.framework == "onnx":
+            self.device = _onnx_device(self.device)
+            return
         self.device = torch_device(self.device) if self.framework == "pt" else tf_device(self.device)
 
     def model_class(self, class_name: str) -> Any:
         module = importlib.import_module(FRAMEWORKS[self.framework])
-        return getattr(module, class_name if self.framework == "pt" else "TF" + class_name)
+        return getattr(module, CLASS_PREFIX[self.framework] + class_name)
 
     def load(self, class_name: str, source: Any, options: dict[str, Any]) -> Any:
         """`class_name` (its TF twin in TensorFlow) from a folder or Hub id, on this device and dtype;
@@ -62,6 +67,9 @@ class Runtime:
                 source.to(self.device)
             return source
         cls = self.model_class(class_name)
+        if self.framework == "onnx":
+            options = {key: value for key, value in options.items() if key != "device_map"}
+            return cls.from_pretrained(source, dtype=self.dtype, **options)
         if self.framework == "pt":
             options = {"device": self.device, **options} if "device_map" not in options else options
             return cls.from_pretrained(source, torch_dtype=self.dtype, **options)
@@ -80,11 +88,11 @@ class Runtime:
     def model_dtype(self, model: Any) -> Any:
         if self.framework == "pt":
             return next(model.parameters()).dtype
-        return getattr(model, "dtype", "float32")
+        return getattr(model, "dtype", "float32")  # Keras' dtype name; ONNX exports: "float32"
 
     def tensors(self, batch: dict[str, np.ndarray], model: Any) -> dict[str, Any]:
-        """NumPy arrays as the model's inputs: torch tensors on its device and dtype, or NumPy for Keras."""
-        if self.framework == "tf":
+        """NumPy arrays as the model's inputs: torch tensors on its device and dtype, or NumPy for Keras and ONNX."""
+        if self.framework in ("tf", "onnx"):
             return batch
         import torch
 
@@ -97,6 +105,8 @@ class Runtime:
 
     def run(self, function: Any, **kwargs: Any) -> Any:
         """`function(**kwargs)` without gradients (PyTorch) or on the chosen device (TensorFlow)."""
+        if self.framework == "onnx":
+            return function(**kwargs)
         if self.framework == "tf":
             with self.placement():
                 return function(**kwargs)
@@ -107,6 +117,8 @@ class Runtime:
 
     def framework_tensor(self, array: np.ndarray) -> Any:
         """A NumPy row as this framework's tensor (what `return_tensors=True` hands back)."""
+        if self.framework == "onnx":
+            return np.ascontiguousarray(array)
         if self.framework == "pt":
             import torch
 
@@ -114,6 +126,18 @@ class Runtime:
         import tensorflow as tf
 
         return tf.convert_to_tensor(array)
+
+
+def _onnx_device(device: Any) -> str:
+    """ONNX exports run on the CPU here (ONNX Runtime's CPU provider): -1, 0 (the pipeline default, which falls
+    back to the CPU without an accelerator, as in `transformers`), "cpu" or None.
+
+    Raises:
+        ValueError: another device.
+    """
+    if device is None or device in (-1, 0) or str(device).lower() in ("cpu", "-1"):
+        return "cpu"
+    raise ValueError(f"framework='onnx' runs on the CPU (ONNX Runtime's CPU provider); got device={device!r}")
 
 
 class _Nothing:

@@ -1,4 +1,5 @@
-"""`pipeline(task, model=...)`: BLIP tasks in one call, in PyTorch or TensorFlow, called as in `transformers`.
+"""`pipeline(task, model=...)`: BLIP tasks in one call, in PyTorch, TensorFlow or ONNX Runtime (an export of
+`blip-convert to-onnx`, `framework="onnx"`), called as in `transformers`.
 
 Tasks: "image-to-text" (captioning, optional prompt), "image-text-to-text" (prompted captioning
 with `transformers`' records), "visual-question-answering" (alias "vqa"), "zero-shot-image-classification"
@@ -232,9 +233,14 @@ def pipeline(
     hub, options = split_hub_options(kwargs)
     extra_hub, model_options = split_hub_options(dict(model_kwargs or {}))
     hub = {**extra_hub, **hub, **{k: v for k, v in (("revision", revision), ("token", token)) if v is not None}}
-    framework = framework or _framework_of(model) or default_framework()
+    framework = framework or _framework_of(model) or _export_framework(model) or default_framework()
     if framework not in FRAMEWORKS:
-        raise ValueError(f"framework must be 'pt' or 'tf', got {framework!r}")
+        raise ValueError(f"framework must be 'pt', 'tf' or 'onnx', got {framework!r}")
+    if framework != "onnx" and _export_framework(model) == "onnx":
+        raise ValueError(
+            f"{model} is an ONNX export (blip-convert to-onnx), which ONNX Runtime runs: pass framework='onnx' "
+            "(--framework onnx), or give the original checkpoint"
+        )
     task = _task(task, model, hub)
     source = model if model is not None else default_model(task)
     in_kwargs = {key: model_options.pop(key) for key in ("dtype", "torch_dtype") if key in model_options}
@@ -253,10 +259,20 @@ def pipeline(
 
 
 def _framework_of(model: Any) -> str | None:
-    """ "pt" or "tf" for an already loaded model, None for a name."""
+    """ "pt", "tf" or "onnx" for an already loaded model, None for a name."""
     if model is None or isinstance(model, (str, os.PathLike)):
         return None
-    return "tf" if type(model).__name__.startswith("TF") else "pt"
+    name = type(model).__name__
+    return "tf" if name.startswith("TF") else "onnx" if name.startswith("Onnx") else "pt"
+
+
+def _export_framework(model: Any) -> str | None:
+    """ "onnx" for a local folder written by `blip-convert to-onnx` (it holds no weights the trees read)."""
+    from blip_onnx.layout import MANIFEST
+
+    if isinstance(model, (str, os.PathLike)) and (Path(model) / MANIFEST).is_file():
+        return "onnx"
+    return None
 
 
 def _task(task: str | None, model: Any, hub: dict[str, Any]) -> str:
@@ -276,7 +292,7 @@ def _task(task: str | None, model: Any, hub: dict[str, Any]) -> str:
 def _architecture(source: Any, hub: dict[str, Any]) -> str | None:
     """The BLIP class a checkpoint (or loaded model) declares."""
     if not isinstance(source, (str, os.PathLike)):
-        return type(source).__name__.removeprefix("TF")
+        return type(source).__name__.removeprefix("TF").removeprefix("Onnx")
     from blip_core.config.json_files import read_config_json
     from blip_core.io.hub import resolve_file
 

@@ -32,6 +32,7 @@ OUTSIDE_ALLOWED = {
     "blip_torch": {"io", "config", "weights", "checkpoints", "processing", "modeling", "generation", "training"},
     "blip_tf": {"io", "config", "weights", "checkpoints", "processing", "modeling", "generation", "training"},
     "blip_conversion": {"io", "config", "weights", "checkpoints", "processing", "modeling"},
+    "blip_onnx": {"io", "config", "modeling", "generation"},
 }
 # Modules allowed at blip_core's top level.
 TOP_LEVEL = {"__init__", "_compat"}  # the facade, and the 0.1 module paths it keeps importable

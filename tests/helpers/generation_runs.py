@@ -32,11 +32,25 @@ def checkpoint(class_name: str, variant: str) -> Path:
     return folder
 
 
+def onnx_export(class_name: str, variant: str) -> Path:
+    """The checkpoint exported by `blip-convert to-onnx` (once per process)."""
+    folder = _ROOT / f"{class_name}-{variant}-onnx"
+    if not folder.is_dir():
+        from blip_conversion.onnx_export import export_onnx
+
+        export_onnx(checkpoint(class_name, variant), folder)
+    return folder
+
+
 def load(framework: str, class_name: str, variant: str, fresh: bool = False) -> Any:
-    """A model of the generation-weights `variant` (cached unless `fresh`)."""
+    """A model of the generation-weights `variant` (cached unless `fresh`); "onnx": its ONNX export."""
     key = (framework, class_name, variant)
     if fresh or key not in _MODELS:
-        if framework == "pt":
+        if framework == "onnx":
+            import blip_onnx
+
+            model = getattr(blip_onnx, "Onnx" + class_name).from_pretrained(onnx_export(class_name, variant))
+        elif framework == "pt":
             import blip_torch
 
             model = getattr(blip_torch, class_name).from_pretrained(checkpoint(class_name, variant))

@@ -100,7 +100,7 @@ def test_framework_bound_pipelines(small_models):
 def test_bad_task_and_framework(small_models):
     with pytest.raises(ValueError, match="unknown task 'captioning'"):
         blip_core.pipeline("captioning", model=str(small_models["BlipForConditionalGeneration"]))
-    with pytest.raises(ValueError, match="framework must be 'pt' or 'tf'"):
+    with pytest.raises(ValueError, match="framework must be 'pt', 'tf' or 'onnx'"):
         blip_core.pipeline("image-to-text", model=str(small_models["BlipForConditionalGeneration"]), framework="jax")
 
 
