@@ -104,7 +104,11 @@ def run_worker(label: str, python: str, folder: Path, args) -> dict | None:
     framework, dtype, quantization = WORKERS[label]
     command = [python, __file__, "--worker", framework, dtype, quantization or "none", "--folder", str(folder)]
     command += ["--repeats", str(args.repeats)] + [arg for name in args.workload or [] for arg in ("--workload", name)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return run_json(label, command, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def run_json(label: str, command: list[str], env: dict | None = None) -> dict | None:
+    """Run a worker command whose last stdout line is its JSON result; print and return it (None on failure)."""
     out = subprocess.run(command, capture_output=True, text=True, env=env)
     if out.returncode:
         print(f"{label}: FAILED\n{out.stderr[-3000:]}", flush=True)

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from caption_speed import REFERENCE, peak_rss_gib, run_worker  # benchmarks/, beside this script
+from caption_speed import REFERENCE, peak_rss_gib, run_json, run_worker  # benchmarks/, beside this script
 from machine import best_of, print_description  # benchmarks/, beside this script
 from workloads import NEW_TOKENS, make_checkpoints, pixels
 
@@ -85,14 +85,7 @@ def profile(folder: Path, batch: int, beams: int) -> dict[str, float]:
 
 
 def run_onnx(label: str, folder: Path, repeats: int) -> dict | None:
-    command = [sys.executable, __file__, "--onnx-worker", str(folder), "--repeats", str(repeats)]
-    out = subprocess.run(command, capture_output=True, text=True)
-    if out.returncode:
-        print(f"{label}: FAILED\n{out.stderr[-3000:]}", flush=True)
-        return None
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"{label}: {json.dumps({k: round(v, 3) for k, v in result.items()})}", flush=True)
-    return result
+    return run_json(label, [sys.executable, __file__, "--onnx-worker", str(folder), "--repeats", str(repeats)])
 
 
 def exports(checkpoints: Path, root: Path, schemes: list[str]) -> dict[str, Path]:
