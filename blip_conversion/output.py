@@ -24,12 +24,15 @@ def check_destination(destination: str | os.PathLike, force: bool, *sources: str
     delete a source (the destination is a source, or a folder holding one).
 
     Raises:
+        NotADirectoryError: `destination` is a file (never replaced, even with `force`).
         DestinationExistsError: `destination` exists and `force` is false.
         ValueError: replacing `destination` would remove a source.
     """
     destination = Path(destination)
     if not destination.exists():
         return
+    if not destination.is_dir():  # --force replaces folders only: say so before suggesting it
+        raise NotADirectoryError(f"{destination} exists and is not a folder; remove it or choose another name")
     if not force:
         raise DestinationExistsError(f"{destination} already exists; pass --force to replace it")
     target = destination.resolve()

@@ -80,6 +80,11 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
+        if (folder / "config.json").is_file():  # a checkpoint: it is the source of an export, not its destination
+            raise OSError(
+                f"{folder} is a checkpoint, not an ONNX export (no {MANIFEST}): export it with "
+                f"`blip-convert to-onnx {folder} OUT_DIR` and load OUT_DIR, or run it with framework='pt' or 'tf'"
+            )
         raise OSError(
             f"{folder} is not an ONNX export of this library (no {MANIFEST}); "
             f"write one with: blip-convert to-onnx MODEL {folder}"

@@ -51,6 +51,17 @@ def as_array(value: Any, name: str, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(array.astype(dtype, copy=False))
 
 
+def check_device(device: Any) -> None:
+    """ONNX Runtime's CPU provider: None, -1, 0 (the pipeline default, which falls back to the CPU) or "cpu".
+
+    Raises:
+        ValueError: another device.
+    """
+    if device is None or device in (-1, 0) or str(device).lower() in ("cpu", "-1"):
+        return
+    raise ValueError(f"framework='onnx' runs on the CPU (ONNX Runtime's CPU provider); got device={device!r}")
+
+
 class OnnxBlipPreTrainedModel(GenerationConfigMixin):
     """An exported folder's graphs in ONNX Runtime, with its config and generation settings."""
 
@@ -83,14 +94,15 @@ class OnnxBlipPreTrainedModel(GenerationConfigMixin):
     ) -> Any:
         """Open an exported folder (or a Hub repo holding one): `threads` intra-op threads per graph.
 
-        `dtype`/`torch_dtype` may be float32 or "auto" (the graphs' own); Hub options (`revision`,
+        `dtype`/`torch_dtype` may be float32 or "auto" (the graphs' own), `device` the CPU; Hub options (`revision`,
         `cache_dir`, `local_files_only`, `token`) are passed on.
 
         Raises:
             OSError: not an exported folder (the message says how to write one).
-            ValueError: a manifest of another task than this class's, a dtype other than float32, a graph
-                ONNX Runtime cannot load.
+            ValueError: a manifest of another task than this class's, a dtype other than float32, a device
+                other than the CPU, a graph ONNX Runtime cannot load.
         """
+        check_device(kwargs.pop("device", None))
         dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
         if str(dtype).replace("torch.", "") not in [str(d) for d in FLOAT_DTYPES]:
             raise ValueError(f"ONNX exports run in float32 (or their int8 graphs); got dtype={dtype!r}")

@@ -129,15 +129,15 @@ class Runtime:
 
 
 def _onnx_device(device: Any) -> str:
-    """ONNX exports run on the CPU here (ONNX Runtime's CPU provider): -1, 0 (the pipeline default, which falls
-    back to the CPU without an accelerator, as in `transformers`), "cpu" or None.
+    """ONNX exports run on the CPU here (`blip_onnx.models.check_device`).
 
     Raises:
         ValueError: another device.
     """
-    if device is None or device in (-1, 0) or str(device).lower() in ("cpu", "-1"):
-        return "cpu"
-    raise ValueError(f"framework='onnx' runs on the CPU (ONNX Runtime's CPU provider); got device={device!r}")
+    from blip_onnx.models import check_device
+
+    check_device(device)
+    return "cpu"
 
 
 class _Nothing:

@@ -251,3 +251,24 @@ def test_an_onnx_pipeline_saves_a_folder_that_reloads(exported, tmp_path):
     again = pipeline("image-to-text", model=str(tmp_path / "saved"))
     assert again.framework == "onnx"
     assert again(_image(5), max_new_tokens=5) == pipe(_image(5), max_new_tokens=5)
+
+
+def test_a_checkpoint_given_as_an_export_says_how_to_export_it(exported):
+    checkpoint, _, _ = exported["BlipForConditionalGeneration"]
+    with pytest.raises(OSError, match=f"is a checkpoint, not an ONNX export.*to-onnx {checkpoint} OUT_DIR"):
+        pipeline("image-to-text", model=str(checkpoint), framework="onnx")
+    _, folder, _ = exported["BlipForConditionalGeneration"]
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        OnnxBlipForConditionalGeneration.from_pretrained(folder, device="cuda")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        pipeline("image-to-text", model=str(folder), device="cuda:0")
+    assert OnnxBlipForConditionalGeneration.from_pretrained(folder, device="cpu").dtype == "float32"
+
+
+def test_a_file_in_the_way_is_named_before_force_is_suggested(exported, tmp_path, capsys):
+    checkpoint, _, _ = exported["BlipForImageTextRetrieval"]
+    (tmp_path / "afile").write_text("mine")
+    for extra in ([], ["--force"]):
+        assert main(["to-onnx", str(checkpoint), str(tmp_path / "afile"), *extra]) == 2
+        assert "exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"
