@@ -52,9 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("destination", help="the folder to write (must not exist unless --force)")
         command.add_argument("--force", action="store_true", help="replace an existing destination")
         command.add_argument("--class", dest="class_name", help="model class, when config.json names none")
-        command.add_argument("--revision")
-        command.add_argument("--cache-dir")
-        command.add_argument("--local-files-only", action="store_true")
+        _hub_options(command)
         _verbose_option(command)
         return command
 
@@ -87,20 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     onnx.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     onnx.add_argument("--int8", action="store_true", help="quantize with ONNX Runtime's dynamic int8 quantization")
     onnx.add_argument("--force", action="store_true", help="replace an existing destination")
-    onnx.add_argument("--revision")
-    onnx.add_argument("--cache-dir")
-    onnx.add_argument("--local-files-only", action="store_true")
+    _hub_options(onnx)
     _verbose_option(onnx)
 
     check = commands.add_parser("verify", help="run a checkpoint through blip_torch and blip_tf and compare")
     check.add_argument("source", help="a folder or a Hub repo id")
     check.add_argument("--image", help="an image path or URL (default: a generated test card)")
     check.add_argument("--text", help="the prompt (captioning) or question (VQA)")
-    check.add_argument("--revision")
-    check.add_argument("--cache-dir")
-    check.add_argument("--local-files-only", action="store_true")
+    _hub_options(check)
     _verbose_option(check)
     return parser
+
+
+def _hub_options(command: argparse.ArgumentParser) -> None:
+    """Where a Hub source comes from: --revision, --cache-dir, --local-files-only (read by `_hub`)."""
+    command.add_argument("--revision")
+    command.add_argument("--cache-dir")
+    command.add_argument("--local-files-only", action="store_true")
 
 
 def _verbose_option(command: argparse.ArgumentParser) -> None:

@@ -169,8 +169,12 @@ def _local_folder(name: str | os.PathLike, hub: dict[str, Any]) -> Path:
     manifest_path = resolve_file(str(name), MANIFEST, **hub)
     folder = Path(manifest_path).parent
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    for entry in manifest.get("graphs", {}).values():
-        resolve_file(str(name), entry["file"], **hub)
+    entries = (manifest.get("graphs") or {}).values()
+    files = [entry.get("file") if isinstance(entry, dict) else None for entry in entries]
+    for file in files:  # plain names only, checked before anything is downloaded (read_manifest checks the rest)
+        if not isinstance(file, str) or Path(file).name != file:
+            raise ValueError(f"{name}: {MANIFEST} names graph file {file!r}, not a plain file name")
+        resolve_file(str(name), file, **hub)
     for extra in ("config.json", "generation_config.json"):
         resolve_file(str(name), extra, required=extra == "config.json", **hub)
     return folder

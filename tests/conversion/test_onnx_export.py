@@ -272,3 +272,22 @@ def test_a_file_in_the_way_is_named_before_force_is_suggested(exported, tmp_path
         assert main(["to-onnx", str(checkpoint), str(tmp_path / "afile"), *extra]) == 2
         assert "exists and is not a folder" in capsys.readouterr().err
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_hub_manifest_naming_paths_is_refused_before_downloading(exported, tmp_path, monkeypatch):
+    import blip_onnx.models
+
+    _, folder, _ = exported["BlipForConditionalGeneration"]
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["graphs"]["decoder"]["file"] = "../../elsewhere/decoder.onnx"
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    requested = []
+
+    def resolve(repo, name, **hub):
+        requested.append(name)
+        return str(tmp_path / name)
+
+    monkeypatch.setattr(blip_onnx.models, "resolve_file", resolve)
+    with pytest.raises(ValueError, match="not a plain file name"):
+        OnnxBlipForConditionalGeneration.from_pretrained("someone/captioner-onnx")
+    assert "../../elsewhere/decoder.onnx" not in requested
