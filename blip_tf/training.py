@@ -242,3 +242,48 @@ def fit(
     dataset = tf.data.Dataset.from_tensor_slices(data).shuffle(rows, seed=seed).batch(batch_size)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=learning_rate))
     return model.fit(dataset, epochs=epochs, **fit_kwargs)
+
+
+class _PyTorchAdamW(keras.optimizers.Optimizer):
+    """AdamW as `torch.optim.AdamW` computes it, so that fine-tuning takes the same steps in both frameworks.
+
+    Keras' own Adam adds epsilon to the raw sqrt(v) and folds the bias corrections into the step size
+    (`lr * sqrt(1 - b2^t) / (1 - b1^t)`), the paper's "epsilon hat"; PyTorch adds it to the bias-corrected sqrt(v).
+    The two differ where gradients are near epsilon (parameters with no true gradient), by up to the learning
+    rate per step. Weight decay is Keras' decoupled `variable -= variable * weight_decay * lr`, PyTorch's too.
+    """
+
+    def __init__(
+        self,
+        learning_rate: Any = 1e-3,
+        weight_decay: float = 0.01,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, name="adamw", **kwargs)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def build(self, var_list: list) -> None:
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        ops = keras.ops
+        rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        step = ops.cast(self.iterations + 1, variable.dtype)
+        first_correction = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
+        second_correction = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
+        index = self._get_variable_index(variable)
+        momentum, velocity = self._momentums[index], self._velocities[index]
+        self.assign(momentum, momentum * self.beta_1 + gradient * (1 - self.beta_1))
+        self.assign(velocity, velocity * self.beta_2 + ops.square(gradient) * (1 - self.beta_2))
+        denominator = ops.sqrt(velocity / second_correction) + self.epsilon
+        self.assign_sub(variable, rate * (momentum / first_correction) / denominator)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-from blip_core.cli import bulk, demo, embed, evaluate, generate, index, match, search
+from blip_core.cli import bulk, demo, embed, evaluate, finetune, generate, index, match, search
 from blip_core.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -41,7 +41,8 @@ from blip_core.cli.common import (
 )
 from blip_core.io.native_logs import quiet_native_logs
 
-SUB_COMMANDS = (generate, bulk, match, embed, index, search, evaluate, demo)  # in the order `blip --help` lists them
+# in the order `blip --help` lists them
+SUB_COMMANDS = (generate, bulk, match, embed, index, search, evaluate, finetune, demo)
 MODEL_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "FIELDS", ())}
 OWN_FLOW_COMMANDS = {name: module for module in SUB_COMMANDS for name in getattr(module, "COMMANDS", ())}
 

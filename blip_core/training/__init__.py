@@ -2,7 +2,13 @@
 folder format they read; the paper's weighted-answer VQA and ITC + ITM (hard negatives) batches and their
 framework-neutral steps (`paper`). The framework training loops are `blip_torch.training` and `blip_tf.training`.
 
-It imports `config` and `processing`; the applications (`cli`, `demo`) and the trees' training loops import it.
+What the two trainers of `blip finetune` (`blip_torch.finetuning`, `blip_tf.finetuning`) share: the run's options
+(`options`), which examples each optimizer step and worker train on and the learning rate of each step (`plan`), the
+fixed-shape batches with each step's loss normaliser (`step_batches`), the output folder with its checkpoints and
+their state (`run_folder`) and the progress and log (`run_log`).
+
+It imports `config`, `checkpoints` and `processing`; the applications (`cli`, `demo`, `finetune`) and the trees'
+training loops import it.
 """
 
 from blip_core.training.data import IGNORE_INDEX, caption_examples, itm_examples, read_captioned_folder, vqa_examples

@@ -21,11 +21,12 @@ ALLOWED: dict[str, set[str]] = {
     "processing": {"io", "config"},
     "modeling": {"io", "config", "weights", "checkpoints"},
     "generation": {"io", "config", "modeling"},
-    "training": {"io", "config", "processing"},
+    "training": {"io", "config", "checkpoints", "processing"},
     "tasks": {"io", "config", "weights", "checkpoints", "processing", "modeling", "generation"},
     "demo": {"io", "config", "processing", "training"},
     "bulk": {"io", "config", "processing", "modeling", "generation", "tasks"},
-    "cli": {"io", "config", "processing", "modeling", "generation", "tasks", "demo", "bulk"},
+    "finetune": {"io", "config", "processing", "modeling", "tasks", "training", "bulk"},
+    "cli": {"io", "config", "processing", "modeling", "generation", "tasks", "training", "demo", "bulk", "finetune"},
 }
 # What the other import packages may take from blip_core: never the applications (their `__init__` facades aside).
 OUTSIDE_ALLOWED = {

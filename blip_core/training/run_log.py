@@ -1,0 +1,80 @@
+"""What a fine-tuning run reports while it trains (framework-neutral; only the first worker reports).
+
+A progress bar (`tqdm`, when installed; otherwise one line per logging step on stderr), `log.jsonl` in the output
+folder (one object per logged step: step, epoch, loss, learning_rate; and per evaluation: the task's metrics), and
+TensorBoard scalars through the framework's own writer when one is given (`torch.utils.tensorboard` when the
+`tensorboard` package is installed; `tf.summary` in TensorFlow).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from blip_core.training.run_folder import append_log
+
+
+class RunLog:
+    """Reports of one run. `scalar` is `(tag, value, step) -> None` writing a TensorBoard scalar, or None."""
+
+    def __init__(
+        self,
+        output_dir: Path,
+        total_steps: int,
+        start_step: int,
+        active: bool,
+        progress: bool = True,
+        scalar: Callable[[str, float, int], None] | None = None,
+    ) -> None:
+        self.output_dir, self.active, self.scalar = Path(output_dir), active, scalar
+        self.history: list[dict[str, Any]] = []
+        self.bar = None
+        if active and progress:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total_steps, initial=start_step, desc="finetune", unit="step", file=sys.stderr)
+            except ImportError:
+                self.bar = None
+        self.plain = active and progress and self.bar is None
+
+    def record(self, step: int, values: dict[str, float], logged: bool) -> None:
+        """After optimizer step `step` (1-based count of steps done): advance the bar; when `logged`, write the
+        values to log.jsonl and TensorBoard (as `train/<name>`)."""
+        if not self.active:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['learning_rate']:.3g}", refresh=False)
+            self.bar.update(1)
+        if logged:
+            self._write({"step": step, **values}, "train")
+            if self.plain:
+                print(f"step {step}: " + ", ".join(f"{k} {v:.6g}" for k, v in values.items()), file=sys.stderr)
+
+    def evaluation(self, step: int, metrics: dict[str, float]) -> None:
+        """Held-out metrics after step `step`, as `eval/<name>`."""
+        if not self.active:
+            return
+        self._write({"step": step, **{f"eval_{k}": v for k, v in metrics.items()}}, None)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        if self.bar is not None:
+            self.bar.write(f"step {step} held-out: {shown}")
+        else:
+            print(f"step {step} held-out: {shown}", file=sys.stderr)
+        if self.scalar is not None:
+            for name, value in metrics.items():
+                self.scalar(f"eval/{name}", float(value), step)
+
+    def _write(self, record: dict[str, Any], scope: str | None) -> None:
+        self.history.append(record)
+        append_log(self.output_dir, record)
+        if self.scalar is not None and scope is not None:
+            for name, value in record.items():
+                if name != "step":
+                    self.scalar(f"{scope}/{name}", float(value), record["step"])
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
