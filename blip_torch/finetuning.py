@@ -123,11 +123,18 @@ def optimizer_arrays(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
 def load_optimizer_arrays(model: torch.nn.Module, optimizer: torch.optim.Optimizer, arrays: dict) -> None:
     """Put `optimizer_arrays` back. Raises ValueError when they belong to another model or optimizer."""
     names = _parameter_names(model, optimizer)
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
     known = set()
     for index, name in enumerate(names):
         slots = {key.rsplit("/", 1)[1]: value for key, value in arrays.items() if key.rsplit("/", 1)[0] == name}
         known.update(f"{name}/{slot}" for slot in slots)
+        for slot, value in slots.items():
+            if value.ndim and tuple(value.shape) != tuple(parameters[index].shape):
+                raise ValueError(
+                    f"optimizer state {name}/{slot} has shape {tuple(value.shape)}, the parameter "
+                    f"{tuple(parameters[index].shape)}: the checkpoint belongs to another model"
+                )
         if slots:
             state[index] = {slot: torch.from_numpy(np.array(value)) for slot, value in slots.items()}
     unknown = sorted(set(arrays) - known)

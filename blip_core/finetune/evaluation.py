@@ -4,7 +4,8 @@ the same in blip_torch and blip_tf).
 - caption: greedy captions (after the run's prompt, if any) scored against every reference caption of their image:
   exact match of the COCO-tokenised text, plus BLEU-4 and CIDEr when `pycocoevalcap` is installed
   (`blip-dual[eval]`);
-- vqa: greedy answers, VQA accuracy against the annotators' answers (`blip_core.tasks.vqa_accuracy`);
+- vqa: greedy answers, VQA accuracy against the annotators' answers, both normalised by the official rules
+  (`blip_core.tasks.vqa_accuracy`);
 - retrieval: ITC cosine similarities of every distinct image with every caption; recall@1/5/10 both ways
   (`blip_core.tasks.retrieval_metrics`, as the original `itm_eval`).
 """
@@ -84,7 +85,8 @@ class HeldOutEvaluator:
         for start in range(0, len(examples), self.batch_size):
             stop = start + self.batch_size
             predictions += self._generate(model, examples.images[start:stop], examples.texts[start:stop])
-        return {"vqa_accuracy": vqa_accuracy(predictions, examples.answers)}
+        # the answers of a questions.jsonl are as people wrote them ("two"), not VQA-normalised ("2")
+        return {"vqa_accuracy": vqa_accuracy(predictions, examples.answers, normalize_references=True)}
 
     def recalls(self, model: Any) -> dict[str, float]:
         keys, images, _ = self._distinct_images()

@@ -79,3 +79,24 @@ def test_adamw_outputs_agree(data, tmp_path):
     with torch.no_grad():
         start = before(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
     assert np.abs(start - torch_logits).max() > 1e-2  # training changed the outputs
+
+
+@pytest.mark.parametrize("task", ["caption", "vqa", "retrieval"])
+def test_held_out_metrics_agree(task, data):
+    """The evaluation `blip finetune` runs every --eval-steps gives the same numbers in both frameworks."""
+    import blip_tf
+    import blip_torch
+    from blip_core import BlipProcessor
+    from blip_core.finetune.data import read_examples
+    from blip_core.finetune.evaluation import HeldOutEvaluator
+    from blip_torch.finetuning import TASK_CLASSES
+
+    examples = read_examples(task, data)
+    processor = BlipProcessor.from_pretrained(MODELS[task])
+    torch_model = getattr(blip_torch, TASK_CLASSES[task]).from_pretrained(MODELS[task], torch_dtype="float32")
+    tf_model = getattr(blip_tf, "TF" + TASK_CLASSES[task]).from_pretrained(MODELS[task], dtype="float32")
+    torch_metrics = HeldOutEvaluator(examples, processor, "pt", batch_size=5)(torch_model.eval(), 0)
+    tf_metrics = HeldOutEvaluator(examples, processor, "tf", batch_size=5)(tf_model, 0)
+    assert torch_metrics.keys() == tf_metrics.keys() and torch_metrics
+    for name, value in torch_metrics.items():
+        assert tf_metrics[name] == pytest.approx(value, abs=1e-9), name
