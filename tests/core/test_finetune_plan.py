@@ -15,7 +15,7 @@ from blip_core.finetune.data import read_examples
 from blip_core.training.options import FinetuneOptions
 from blip_core.training.plan import StepPlan, learning_rates, total_steps
 from blip_core.training.run_folder import checkpoint_name, prepare_output_dir, read_state, write_state
-from blip_core.training.step_batches import StepBatches, TrainingExamples
+from blip_core.training.step_batches import StepBatches
 from tests.helpers.finetune_runs import MODELS, write_data
 
 
