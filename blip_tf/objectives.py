@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow as tf
 
 from blip_core.config.model_constants import ITC_TEMPERATURE
-from blip_tf.training import token_losses
+from blip_tf.training import answer_token_losses, token_losses
 
 
 class TFPeers:
@@ -55,26 +55,8 @@ def caption_objective(model: Any, batch: dict[str, tf.Tensor], label_smoothing: 
 
 def vqa_objective(model: Any, batch: dict[str, tf.Tensor], label_smoothing: float, peers: TFPeers) -> tf.Tensor:
     """This replica's share of the weighted-answer VQA loss: sum(weights * answer loss) over the step's questions."""
-    image_embeds = model.vision_model(
-        pixel_values=batch["pixel_values"], return_dict=True, training=True
-    ).last_hidden_state
-    question_states = model.text_encoder(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        encoder_hidden_states=image_embeds,
-        return_dict=True,
-        training=True,
-    ).last_hidden_state
     slots = tf.shape(batch["decoder_input_ids"])[0] // tf.shape(batch["input_ids"])[0]  # K answers per question
-    logits = model.text_decoder(
-        input_ids=batch["decoder_input_ids"],
-        attention_mask=batch["decoder_attention_mask"],
-        encoder_hidden_states=tf.repeat(question_states, slots, axis=0),
-        encoder_attention_mask=tf.repeat(batch["attention_mask"], slots, axis=0),
-        return_dict=True,
-        training=True,
-    ).logits
-    answer_losses = tf.reduce_sum(token_losses(logits, batch["labels"], label_smoothing), axis=1)  # (B * K,)
+    answer_losses = tf.reduce_sum(answer_token_losses(model, batch, slots, label_smoothing), axis=1)  # (B * K,)
     return tf.reduce_sum(tf.cast(batch["weights"], tf.float32) * answer_losses) / batch["normalizer"][0]
 
 

@@ -94,6 +94,32 @@ def caption_loss(
     return tf.reduce_sum(losses) / tf.maximum(tokens, 1.0)
 
 
+def answer_token_losses(
+    model: Any, batch: dict[str, tf.Tensor], repeats: tf.Tensor | int, label_smoothing: float, training: bool = True
+) -> tf.Tensor:
+    """Twin of `blip_torch.training.answer_token_losses`: (answers, La-1) token losses, each answer decoded over
+    its question's encoder states repeated `repeats` times."""
+    image_embeds = model.vision_model(
+        pixel_values=batch["pixel_values"], return_dict=True, training=training
+    ).last_hidden_state
+    question_states = model.text_encoder(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        encoder_hidden_states=image_embeds,
+        return_dict=True,
+        training=training,
+    ).last_hidden_state
+    logits = model.text_decoder(
+        input_ids=batch["decoder_input_ids"],
+        attention_mask=batch["decoder_attention_mask"],
+        encoder_hidden_states=tf.repeat(question_states, repeats, axis=0),
+        encoder_attention_mask=tf.repeat(batch["attention_mask"], repeats, axis=0),
+        return_dict=True,
+        training=training,
+    ).logits
+    return token_losses(logits, batch["labels"], label_smoothing)
+
+
 def weighted_vqa_loss(model: Any, batch: dict[str, tf.Tensor], training: bool = True) -> tf.Tensor:
     """The original VQA objective on a `weighted_vqa_examples` batch: each question's states repeated for its
     `n` answers, every answer's decoder loss summed over its tokens (label smoothing 0.1), and
@@ -109,25 +135,7 @@ def weighted_vqa_loss(model: Any, batch: dict[str, tf.Tensor], training: bool = 
             f"n must give each of the {questions} questions >= 1 answers, summing to the "
             f"{batch['decoder_input_ids'].shape[0]} answers; got {counts.numpy().tolist()}"
         )
-    image_embeds = model.vision_model(
-        pixel_values=batch["pixel_values"], return_dict=True, training=training
-    ).last_hidden_state
-    question_states = model.text_encoder(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        encoder_hidden_states=image_embeds,
-        return_dict=True,
-        training=training,
-    ).last_hidden_state
-    logits = model.text_decoder(
-        input_ids=batch["decoder_input_ids"],
-        attention_mask=batch["decoder_attention_mask"],
-        encoder_hidden_states=tf.repeat(question_states, counts, axis=0),
-        encoder_attention_mask=tf.repeat(batch["attention_mask"], counts, axis=0),
-        return_dict=True,
-        training=training,
-    ).logits
-    answer_losses = tf.reduce_sum(token_losses(logits, batch["labels"], ORIGINAL_LABEL_SMOOTHING), axis=1)
+    answer_losses = tf.reduce_sum(answer_token_losses(model, batch, counts, ORIGINAL_LABEL_SMOOTHING, training), 1)
     return tf.reduce_sum(tf.cast(batch["weights"], tf.float32) * answer_losses) / questions
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from blip_core.config.model_constants import ITC_TEMPERATURE
-from blip_torch.training import token_losses
+from blip_torch.training import answer_token_losses, token_losses
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -74,22 +74,8 @@ def caption_objective(model: Any, batch: dict[str, torch.Tensor], label_smoothin
 
 def vqa_objective(model: Any, batch: dict[str, torch.Tensor], label_smoothing: float, peers: Peers) -> torch.Tensor:
     """This worker's share of the weighted-answer VQA loss: sum(weights * answer loss) over the step's questions."""
-    image_embeds = model.vision_model(pixel_values=batch["pixel_values"], return_dict=True).last_hidden_state
-    question_states = model.text_encoder(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        encoder_hidden_states=image_embeds,
-        return_dict=True,
-    ).last_hidden_state
     slots = batch["decoder_input_ids"].shape[0] // batch["input_ids"].shape[0]  # K answers per question
-    logits = model.text_decoder(
-        input_ids=batch["decoder_input_ids"],
-        attention_mask=batch["decoder_attention_mask"],
-        encoder_hidden_states=question_states.repeat_interleave(slots, dim=0),
-        encoder_attention_mask=batch["attention_mask"].repeat_interleave(slots, dim=0),
-        return_dict=True,
-    ).logits
-    answer_losses = token_losses(logits, batch["labels"], label_smoothing).sum(1)  # (B * K,)
+    answer_losses = answer_token_losses(model, batch, slots, label_smoothing).sum(1)  # (B * K,)
     return (batch["weights"].float() * answer_losses).sum() / batch["normalizer"][0]
 
 

@@ -87,6 +87,29 @@ def caption_loss(
     return losses.sum() / tokens.clamp(min=1.0)
 
 
+def answer_token_losses(
+    model: Any, batch: dict[str, torch.Tensor], repeats: torch.Tensor | int, label_smoothing: float
+) -> torch.Tensor:
+    """(answers, La-1) token losses of the answers in `batch["decoder_input_ids"]`, each decoded over its question's
+    encoder states: the B questions' states repeated `repeats` times ((B,) answers per question, or one count for
+    all), as the original `BLIP_VQA.forward(train=True)` does."""
+    image_embeds = model.vision_model(pixel_values=batch["pixel_values"], return_dict=True).last_hidden_state
+    question_states = model.text_encoder(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        encoder_hidden_states=image_embeds,
+        return_dict=True,
+    ).last_hidden_state
+    logits = model.text_decoder(
+        input_ids=batch["decoder_input_ids"],
+        attention_mask=batch["decoder_attention_mask"],
+        encoder_hidden_states=question_states.repeat_interleave(repeats, dim=0),
+        encoder_attention_mask=batch["attention_mask"].repeat_interleave(repeats, dim=0),
+        return_dict=True,
+    ).logits
+    return token_losses(logits, batch["labels"], label_smoothing)
+
+
 def weighted_vqa_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The original VQA objective on a `weighted_vqa_examples` batch: each question's states repeated for its
     `n` answers, every answer's decoder loss summed over its tokens (label smoothing 0.1), and
@@ -98,21 +121,7 @@ def weighted_vqa_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tenso
             f"n must give each of the {questions} questions >= 1 answers, summing to the "
             f"{batch['decoder_input_ids'].shape[0]} answers; got {counts.tolist()}"
         )
-    image_embeds = model.vision_model(pixel_values=batch["pixel_values"], return_dict=True).last_hidden_state
-    question_states = model.text_encoder(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        encoder_hidden_states=image_embeds,
-        return_dict=True,
-    ).last_hidden_state
-    logits = model.text_decoder(
-        input_ids=batch["decoder_input_ids"],
-        attention_mask=batch["decoder_attention_mask"],
-        encoder_hidden_states=question_states.repeat_interleave(counts, dim=0),
-        encoder_attention_mask=batch["attention_mask"].repeat_interleave(counts, dim=0),
-        return_dict=True,
-    ).logits
-    answer_losses = token_losses(logits, batch["labels"], ORIGINAL_LABEL_SMOOTHING).sum(1)  # (answers,)
+    answer_losses = answer_token_losses(model, batch, counts, ORIGINAL_LABEL_SMOOTHING).sum(1)  # (answers,)
     return (batch["weights"].float() * answer_losses).sum() / questions
 
 
