@@ -26,6 +26,7 @@ from blip_core.training.options import FinetuneOptions
 from blip_core.training.plan import StepPlan, learning_rates, total_steps
 from blip_core.training.run_folder import (
     OPTIMIZER_FILE,
+    check_same_data,
     checkpoint_name,
     prepare_output_dir,
     read_arrays,
@@ -215,7 +216,9 @@ class Trainer:
         self.start = 0
         torch.manual_seed(options.seed + workers.rank)
         if resume_from is not None:
-            self.start = read_state(resume_from)["step"]
+            state = read_state(resume_from)
+            check_same_data(state, len(self.examples), resume_from)
+            self.start = state["step"]
             load_optimizer_arrays(self.model, self.optimizer, read_arrays(resume_from / OPTIMIZER_FILE))
             rng = resume_from / f"rng-{workers.rank}.safetensors"
             if rng.is_file():
@@ -299,6 +302,7 @@ class Trainer:
                 self.processor.save_pretrained(folder)
                 write_arrays(folder / OPTIMIZER_FILE, optimizer_arrays(self.model, self.optimizer))
                 state = {"step": step, "epoch": self.plan.epoch_of(step), "framework": "pt"}
+                state["num_examples"] = len(self.examples)
                 write_state(folder, {**state, "world_size": workers.world_size, "options": self.options.to_json(),
                                      "log_history": self.log.history})  # fmt: skip
             workers.barrier()  # every worker's files are in before worker 0 renames the folder into place

@@ -114,6 +114,17 @@ def read_state(folder: str | Path) -> dict[str, Any]:
     return state
 
 
+def check_same_data(state: dict[str, Any], num_examples: int, checkpoint: Path) -> None:
+    """Raises ValueError when a resumed run reads another number of training examples than the checkpoint's run
+    did: its steps would be other examples (the data position is the step in a seeded order over them)."""
+    saved = state.get("num_examples")
+    if saved is not None and saved != num_examples:
+        raise ValueError(
+            f"cannot resume {checkpoint}: its run trained on {saved} examples, the data now holds {num_examples}; "
+            "resume on the same data, or --force to start over"
+        )
+
+
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """A safetensors file of NumPy arrays (atomically)."""
     write_safetensors(path, {name: np.array(value, order="C") for name, value in arrays.items()})  # 0-d stays 0-d

@@ -71,3 +71,11 @@ def test_damaged_optimizer_state_is_refused(data, tmp_path):
     write_arrays(checkpoint / OPTIMIZER_FILE, arrays)
     with pytest.raises(ValueError, match="another model"):
         train(data, output, max_steps=2, save_steps=1, resume=True)
+
+
+def test_resume_on_other_data_is_refused(data, tmp_path):
+    output = tmp_path / "run"
+    train(data, output, max_steps=2, save_steps=1)
+    more = write_data(tmp_path / "more", count=24)
+    with pytest.raises(ValueError, match="16 examples, the data now holds 24"):
+        train(more, output, max_steps=2, save_steps=1, resume=True)
