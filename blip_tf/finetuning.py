@@ -20,8 +20,6 @@ output folder must be on a filesystem every worker sees.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from blip_core.training.plan import StepPlan, learning_rates, total_steps
 from blip_core.training.run_folder import (
     OPTIMIZER_FILE,
     STATE_FILE,
+    check_same_data,
     checkpoint_name,
     prepare_output_dir,
     read_arrays,
@@ -47,6 +46,7 @@ from blip_core.training.run_folder import (
 from blip_core.training.run_log import RunLog
 from blip_core.training.step_batches import StepBatches, TrainingExamples
 from blip_core.weights import expected_params
+from blip_tf.distribution import data_parallel_strategy, is_chief, is_multi_worker
 from blip_tf.objectives import TFObjective, TFPeers
 from blip_tf.training import _PyTorchAdamW
 
@@ -56,105 +56,6 @@ TASK_CLASSES = {
     "retrieval": "TFBlipForImageTextRetrieval",
 }
 ANSWER_KEYS = ("decoder_input_ids", "decoder_attention_mask", "labels", "weights")  # VQA: K rows per question
-_STRATEGIES: dict[int, tf.distribute.Strategy] = {}  # one per process and device count: a second one can clash
-
-
-def data_parallel_strategy(devices: int | None) -> tf.distribute.Strategy:
-    """The strategy for `devices` replicas (None: every GPU, or the default strategy on a CPU-only machine).
-    Raises ValueError when the machine cannot give that many (naming why)."""
-    key = devices or 0
-    if key in _STRATEGIES:
-        return _STRATEGIES[key]
-    if cluster_workers() is not None:
-        _STRATEGIES[key] = _multi_worker_strategy(devices)
-        return _STRATEGIES[key]
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        if devices is not None and devices > len(gpus):
-            raise ValueError(f"devices={devices}, but this machine has {len(gpus)} GPU(s)")
-        names = [f"/gpu:{index}" for index in range(devices or len(gpus))]
-    elif devices is None or devices == 1:
-        names = []
-    else:
-        names = [f"/cpu:{index}" for index in range(devices)]
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        try:
-            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
-        except RuntimeError:  # TensorFlow already started: its logical CPUs are fixed
-            found = len(tf.config.list_logical_devices("CPU"))
-            if found < devices:
-                raise ValueError(
-                    f"devices={devices} needs the CPU split into {devices} logical devices before TensorFlow starts, "
-                    f"and this process already started it with {found}; run the fine-tuning in a fresh process "
-                    "(the `blip finetune` command does)"
-                ) from None
-    strategy = tf.distribute.MirroredStrategy(names) if len(names) > 1 else tf.distribute.get_strategy()
-    _STRATEGIES[key] = strategy
-    return strategy
-
-
-def cluster_workers() -> list[str] | None:
-    """The worker addresses `TF_CONFIG` names (None when it is unset or empty). Raises ValueError for a TF_CONFIG
-    this trainer cannot run under: not JSON, no worker list, other jobs (chief, ps, evaluator), a bad task."""
-    text = os.environ.get("TF_CONFIG", "").strip()
-    if not text:
-        return None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"TF_CONFIG is not JSON: {error}") from None
-    cluster = config.get("cluster") if isinstance(config, dict) else None
-    if not cluster:
-        return None
-    workers, task = cluster.get("worker"), config.get("task") or {}
-    if set(cluster) != {"worker"} or not isinstance(workers, list) or not workers:
-        raise ValueError(
-            f"TF_CONFIG's cluster has jobs {sorted(cluster)}; fine-tuning runs on 'worker' jobs only (a list of "
-            "'host:port', worker 0 being the chief)"
-        )
-    index = task.get("index")
-    if task.get("type") != "worker" or not isinstance(index, int) or not 0 <= index < len(workers):
-        raise ValueError(f"TF_CONFIG's task must be {{'type': 'worker', 'index': 0..{len(workers) - 1}}}, got {task}")
-    return workers
-
-
-def _multi_worker_strategy(devices: int | None) -> tf.distribute.Strategy:
-    """MultiWorkerMirroredStrategy over TF_CONFIG's workers, each with all its GPUs (the first `devices` of them),
-    or its CPU. Raises ValueError when devices cannot be met or TensorFlow's runtime already started."""
-    gpus = tf.config.list_physical_devices("GPU")  # lists hardware; does not start the runtime
-    if not gpus and devices not in (None, 1):
-        raise ValueError(
-            f"devices={devices} with TF_CONFIG: a multi-worker CPU run has one replica per worker (TensorFlow's "
-            "MultiWorkerMirroredStrategy trains on the first CPU device only); start more workers instead"
-        )
-    if gpus and devices is not None:
-        if devices > len(gpus):
-            raise ValueError(f"devices={devices}, but this machine has {len(gpus)} GPU(s)")
-        try:
-            tf.config.set_visible_devices(gpus[:devices], "GPU")
-        except RuntimeError:
-            raise ValueError(
-                "TF_CONFIG: TensorFlow started before the multi-worker strategy; use a fresh process"
-            ) from None
-    try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    except RuntimeError as error:  # collectives must be configured before the runtime starts
-        raise ValueError(
-            f"TF_CONFIG names a cluster, but TensorFlow's runtime already started in this process ({error}); run the "
-            "fine-tuning in a fresh process (the `blip finetune` command does)"
-        ) from None
-
-
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True in the process that writes: the only one, or worker 0 of a TF_CONFIG cluster."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    return resolver is None or not resolver.task_type or resolver.task_id == 0
-
-
-def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
 class _TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """The run's learning rate of each step (`blip_core.training.plan.learning_rates`), read at the optimizer's
     iteration count before its update."""
@@ -307,7 +208,7 @@ class TFTrainer:
         if options.device is not None:
             raise ValueError("device is PyTorch's; TensorFlow places replicas itself (choose them with devices=N)")
         self.strategy = data_parallel_strategy(options.devices)  # first: TF_CONFIG's strategy precedes the runtime
-        self.chief = _is_chief(self.strategy)
+        self.chief = is_chief(self.strategy)
         self.output_dir = Path(options.output_dir)
 
     def run(self) -> list[dict[str, Any]]:
@@ -317,7 +218,7 @@ class TFTrainer:
         self.log = RunLog(self.output_dir, self.total, self.start, self.chief, self.options.progress, scalar)
         try:
             if self.start < self.total:
-                if _multi_worker(self.strategy):
+                if is_multi_worker(self.strategy):
                     data = self.strategy.distribute_datasets_from_function(self._worker_dataset)
                 else:
                     data = self._dataset()
@@ -345,7 +246,7 @@ class TFTrainer:
                 self.output_dir.mkdir(parents=True, exist_ok=True)
             except (OSError, ValueError) as error:
                 outcome = error
-        if _multi_worker(self.strategy):
+        if is_multi_worker(self.strategy):
             failed = isinstance(outcome, BaseException)
             step = read_state(outcome)["step"] if isinstance(outcome, Path) else -1
             failed, step = _from_chief(self.strategy, [float(failed), float(step)])
@@ -375,7 +276,11 @@ class TFTrainer:
         self.batches = StepBatches(self.processor, self.examples, options, self.plan)
         self.total = total_steps(options, len(self.examples))
         self.rates = learning_rates(options, self.total)
-        self.start = read_state(resume_from)["step"] if resume_from is not None else 0
+        self.start = 0
+        if resume_from is not None:
+            state = read_state(resume_from)
+            check_same_data(state, len(self.examples), resume_from)
+            self.start = state["step"]
         keras.utils.set_random_seed(options.seed + self.start)
         with self.strategy.scope():
             self.model = getattr(blip_tf, TASK_CLASSES[options.task]).from_pretrained(source, dtype="float32")
@@ -449,12 +354,12 @@ class TFTrainer:
 
         if not self.chief:
             return
-
         with atomic_folder(self.output_dir / checkpoint_name(step), replace=True) as folder:
             self.model.save_pretrained(folder)
             self.processor.save_pretrained(folder)
             write_arrays(folder / OPTIMIZER_FILE, optimizer_arrays(self.model, self.optimizer))
             state = {"step": step, "epoch": self.plan.epoch_of(step), "framework": "tf"}
+            state["num_examples"] = len(self.examples)
             write_state(folder, {**state, "world_size": self.plan.world_size, "options": self.options.to_json(),
                                  "log_history": self.log.history})  # fmt: skip
 

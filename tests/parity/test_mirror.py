@@ -34,6 +34,8 @@ FRAMEWORK_ONLY_FILES = {
     "_xla_cache.py": "TF: XLA programs cached across processes (TF_XLA_FLAGS); PyTorch runs eagerly, nothing to cache",
     "compiled_decoding.py": "torch: the decoding step under torch.compile (a fixed-capacity cache, one graph for all "
     "tokens); TF's generate is always one compiled XLA loop (generation.py)",
+    "distribution.py": "TF: the tf.distribute strategy (MirroredStrategy over GPUs or logical CPUs, "
+    "MultiWorkerMirroredStrategy from TF_CONFIG); torch's workers come from torchrun's environment (finetuning.py)",
     "export.py": "torch: tensor-only graph modules for torch.export, ONNX, ExecuTorch and AOTInductor; TensorFlow's "
     "deployment format is the SavedModel of `export_for_serving` (generation.py), which compiles the whole loop",
 }
