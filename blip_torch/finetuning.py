@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from blip_core.training.run_log import RunLog
 from blip_core.training.step_batches import StepBatches, TrainingExamples
 from blip_torch.objectives import Objective, Peers
 
+SHARED_ERROR_GRACE = 3.0  # seconds a worker waits before exiting on the error worker 0 reports
 TASK_CLASSES = {
     "caption": "BlipForConditionalGeneration",
     "vqa": "BlipForQuestionAnswering",
@@ -150,13 +152,15 @@ def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str,
     return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
 
 
-def _tensorboard(output_dir: Path) -> Callable[[str, float, int], None] | None:
+def _tensorboard(output_dir: Path) -> tuple[Any, Callable[[str, float, int], None] | None]:
+    """torch.utils.tensorboard's writer into output_dir/runs and a scalar function, when the `tensorboard` package
+    is installed; else (None, None)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # the `tensorboard` package is not installed
-        return None
+        return None, None
     writer = SummaryWriter(str(output_dir / "runs"))
-    return lambda tag, value, step: writer.add_scalar(tag, value, step)
+    return writer, lambda tag, value, step: writer.add_scalar(tag, value, step)
 
 
 class Trainer:
@@ -191,6 +195,9 @@ class Trainer:
                 outcome = error
         outcome = self.workers.share(outcome)
         if isinstance(outcome, BaseException):
+            if not self.workers.main:
+                outcome.reported_by_worker_0 = True  # the command prints it once, from worker 0
+                time.sleep(SHARED_ERROR_GRACE)  # torchrun stops every worker when the first one exits: let 0 print
             raise outcome
         return outcome
 
@@ -234,7 +241,7 @@ class Trainer:
         if workers.world_size > 1:
             device_ids = [workers.device.index] if workers.device.type == "cuda" else None
             wrapped = torch.nn.parallel.DistributedDataParallel(objective, device_ids=device_ids)
-        scalar = _tensorboard(self.output_dir) if workers.main else None
+        writer, scalar = _tensorboard(self.output_dir) if workers.main else (None, None)
         self.log = RunLog(self.output_dir, self.total, self.start, workers.main, options.progress, scalar)
         self.model.train()
         try:
@@ -243,6 +250,8 @@ class Trainer:
                 self._after_step(step + 1, loss)
         finally:
             self.log.close()
+            if writer is not None:
+                writer.close()
         if workers.main:
             self.model.save_pretrained(self.output_dir)
             self.processor.save_pretrained(self.output_dir)

@@ -8,7 +8,8 @@ process or data-parallel.
     blip finetune caption ... --resume                                 # continue from the newest checkpoint
 
 Exit codes: 0 trained; 2 nothing trained (a usage, data, model or output-folder problem: one line on stderr);
-130 interrupted (the newest checkpoint is complete: --resume continues from it).
+130 interrupted (the newest checkpoint is complete: --resume continues from it). Under torchrun, torchrun's own exit
+code (1 when a worker failed) replaces these; a problem every worker meets is printed once, by worker 0.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         print("blip finetune: interrupted; --resume continues from the newest checkpoint", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (OSError, ValueError, TypeError, ImportError, RuntimeError) as error:
-        print(f"blip finetune: {one_line(error)}", file=sys.stderr)
+        if not getattr(error, "reported_by_worker_0", False):  # under torchrun, one line for the whole job
+            print(f"blip finetune: {one_line(error)}", file=sys.stderr)
         return EXIT_ERROR
     if history:
         print(json.dumps({key: value for record in history for key, value in record.items()}))

@@ -24,7 +24,7 @@ def losses(folder) -> list[float]:
     return [json.loads(line)["loss"] for line in (folder / "log.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("task", ["caption", "retrieval", "vqa"])
+@pytest.mark.parametrize("task", ["caption", "retrieval"])  # VQA: the in-process twins
 def test_two_replicas_take_one_device_steps(task, data, tmp_path):
     options = ["--framework", "tf", "--max-steps", "3", "--batch-size", "8", *SGD]
     if task == "retrieval":

@@ -29,7 +29,7 @@ def data(tmp_path_factory):
     return write_data(tmp_path_factory.mktemp("finetune_data"))
 
 
-@pytest.mark.parametrize("task", ["caption", "retrieval", "vqa"])
+@pytest.mark.parametrize("task", ["caption", "retrieval"])  # VQA: the in-process twins
 def test_two_workers_take_one_process_steps(task, data, tmp_path):
     options = ["--max-steps", "3", "--batch-size", "8", *SGD]
     if task == "retrieval":

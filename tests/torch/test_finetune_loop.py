@@ -53,6 +53,22 @@ def test_epochs_and_held_out_metrics(data, tmp_path):
     assert evaluations[0]["eval_exact_match"] > 0.9  # the demo captioner knows these scenes
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert logged == history
+    assert_tensorboard(tmp_path / "run" / "runs", [r["loss"] for r in train_records])
+
+
+def assert_tensorboard(folder, losses: list[float]) -> None:
+    """The run's TensorBoard events hold its losses (`train/loss`) and held-out metrics (`eval/...`)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    tags = events.Tags()
+    if "train/loss" in tags["scalars"]:  # torch.utils.tensorboard writes scalars
+        values = [event.value for event in events.Scalars("train/loss")]
+    else:  # tf.summary writes tensors
+        values = [float(np.asarray(event.tensor_proto.float_val or [0])[0]) for event in events.Tensors("train/loss")]
+    np.testing.assert_allclose(values, losses, rtol=1e-6)
+    assert any(tag.startswith("eval/") for tag in tags["scalars"] + tags["tensors"])
 
 
 @pytest.mark.parametrize("task, metric, floor", [("vqa", "eval_vqa_accuracy", 0.7), ("retrieval", "eval_r_mean", 50)])
