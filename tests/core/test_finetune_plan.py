@@ -195,3 +195,21 @@ def test_command_errors_are_one_line(folder, tmp_path, capsys):
     assert main([*argv[:5], str(tmp_path / "missing"), *argv[6:]]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert (output / "keep.txt").read_text() == "x"
+
+
+def test_webdataset_training_data(folder, tmp_path):
+    """img2dataset's layout: one `<key>.png` and `<key>.txt` pair per record in each `.tar` shard."""
+    import io
+    import tarfile
+
+    pytest.importorskip("webdataset")
+    records = [json.loads(line) for line in (folder / "captions.jsonl").read_text().splitlines()]
+    with tarfile.open(tmp_path / "00000.tar", "w", format=tarfile.USTAR_FORMAT) as archive:
+        for number, record in enumerate(records):
+            for suffix, data in ((".png", (folder / record["file"]).read_bytes()), (".txt", record["caption"].encode())):
+                info = tarfile.TarInfo(f"{number:05d}{suffix}")
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    examples = read_examples("retrieval", tmp_path / "00000.tar")
+    assert examples.texts == [r["caption"] for r in records]
+    assert examples.images[0] == (folder / records[0]["file"]).read_bytes()
