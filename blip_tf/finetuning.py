@@ -215,7 +215,9 @@ class TFTrainer:
         resume_from = self._prepare()
         self._load(resume_from)
         writer, scalar = _tensorboard(self.output_dir) if self.chief else (None, None)
-        self.log = RunLog(self.output_dir, self.total, self.start, self.chief, self.options.progress, scalar)
+        self.log = RunLog(
+            self.output_dir, self.total, self.start, self.chief, self.options.progress, scalar, self.resumed_log
+        )
         try:
             if self.start < self.total:
                 if is_multi_worker(self.strategy):
@@ -276,11 +278,11 @@ class TFTrainer:
         self.batches = StepBatches(self.processor, self.examples, options, self.plan)
         self.total = total_steps(options, len(self.examples))
         self.rates = learning_rates(options, self.total)
-        self.start = 0
+        self.start, self.resumed_log = 0, None
         if resume_from is not None:
             state = read_state(resume_from)
             check_same_data(state, len(self.examples), resume_from)
-            self.start = state["step"]
+            self.start, self.resumed_log = state["step"], state.get("log_history")
         keras.utils.set_random_seed(options.seed + self.start)
         with self.strategy.scope():
             self.model = getattr(blip_tf, TASK_CLASSES[options.task]).from_pretrained(source, dtype="float32")

@@ -220,12 +220,12 @@ class Trainer:
         self.total = total_steps(options, len(self.examples))
         self.rates = learning_rates(options, self.total)
         self.optimizer = build_optimizer(self.model, options)
-        self.start = 0
+        self.start, self.resumed_log = 0, None
         torch.manual_seed(options.seed + workers.rank)
         if resume_from is not None:
             state = read_state(resume_from)
             check_same_data(state, len(self.examples), resume_from)
-            self.start = state["step"]
+            self.start, self.resumed_log = state["step"], state.get("log_history")
             load_optimizer_arrays(self.model, self.optimizer, read_arrays(resume_from / OPTIMIZER_FILE))
             rng = resume_from / f"rng-{workers.rank}.safetensors"
             if rng.is_file():
@@ -242,7 +242,9 @@ class Trainer:
             device_ids = [workers.device.index] if workers.device.type == "cuda" else None
             wrapped = torch.nn.parallel.DistributedDataParallel(objective, device_ids=device_ids)
         writer, scalar = _tensorboard(self.output_dir) if workers.main else (None, None)
-        self.log = RunLog(self.output_dir, self.total, self.start, workers.main, options.progress, scalar)
+        self.log = RunLog(
+            self.output_dir, self.total, self.start, workers.main, options.progress, scalar, self.resumed_log
+        )
         self.model.train()
         try:
             for step in range(self.start, self.total):

@@ -8,12 +8,14 @@ TensorBoard scalars through the framework's own writer when one is given (`torch
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from blip_core.training.run_folder import append_log
+from blip_core.io.atomic import atomic_write_text
+from blip_core.training.run_folder import LOG_FILE, append_log
 
 
 class RunLog:
@@ -27,9 +29,15 @@ class RunLog:
         active: bool,
         progress: bool = True,
         scalar: Callable[[str, float, int], None] | None = None,
+        history: Any = None,
     ) -> None:
+        """`history`: the records of the run so far (a resumed checkpoint's `log_history`; kept when it is a list
+        of JSON objects)."""
         self.output_dir, self.active, self.scalar = Path(output_dir), active, scalar
-        self.history: list[dict[str, Any]] = []
+        valid = isinstance(history, list) and all(isinstance(record, dict) for record in history)
+        self.history: list[dict[str, Any]] = list(history) if valid else []
+        if active:  # a resumed run's log is its checkpoint's: lines a killed run wrote after it are redone
+            atomic_write_text(self.output_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
         self.bar = None
         if active and progress:
             try:

@@ -206,7 +206,8 @@ def test_webdataset_training_data(folder, tmp_path):
     records = [json.loads(line) for line in (folder / "captions.jsonl").read_text().splitlines()]
     with tarfile.open(tmp_path / "00000.tar", "w", format=tarfile.USTAR_FORMAT) as archive:
         for number, record in enumerate(records):
-            for suffix, data in ((".png", (folder / record["file"]).read_bytes()), (".txt", record["caption"].encode())):
+            image, text = (folder / record["file"]).read_bytes(), record["caption"].encode()
+            for suffix, data in ((".png", image), (".txt", text)):
                 info = tarfile.TarInfo(f"{number:05d}{suffix}")
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))

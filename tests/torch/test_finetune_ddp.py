@@ -55,20 +55,21 @@ def test_retrieval_negatives_stay_local_without_gathering(data, tmp_path):
     assert difference > 1e-4
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_killed_run_resumes_to_the_uninterrupted_parameters(workers, data, tmp_path):
+@pytest.mark.parametrize("workers, killed_after", [(1, 3), (2, 2)])
+def test_killed_run_resumes_to_the_uninterrupted_parameters(workers, killed_after, data, tmp_path):
     """AdamW (its moments must come back too) with a cosine schedule and warm-up, killed by SIGKILL right after
-    step 2's checkpoint, then resumed with --resume: the same parameters as a run that was never interrupted, with
-    the same number of workers (AdamW turns the last-bit differences of another summation order into steps of
-    about the learning rate on parameters whose true gradient is 0, so other worker counts are compared on
-    SGD above)."""
+    step 2 (its checkpoint) or step 3 (done again from checkpoint 2), then resumed with --resume: the parameters of
+    a run that was never interrupted, with the same number of workers (AdamW turns the last-bit differences of
+    another summation order into steps of about the learning rate on parameters whose true gradient is 0, so other
+    worker counts are compared on SGD above), and one log line per step."""
     launcher = TORCHRUN if workers == 2 else None
-    options = {"max_steps": 4, "batch_size": 8, "save_steps": 2, "learning_rate": 1e-3, "warmup_steps": 1}
+    options = {"max_steps": 4, "batch_size": 8, "save_steps": 2, "learning_rate": 1e-3, "warmup_steps": 1,
+               "logging_steps": 1}  # fmt: skip
     flags = ["--max-steps", "4", "--batch-size", "8", "--save-steps", "2", "--learning-rate", "1e-3",
-             "--warmup-steps", "1"]  # fmt: skip
+             "--warmup-steps", "1", "--logging-steps", "1"]  # fmt: skip
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run(command("caption", data, whole, *flags), launcher)
-    assert killed_run("caption", data, resumed, 2, "pt", launcher, **options) != 0
+    assert killed_run("caption", data, resumed, killed_after, "pt", launcher, **options) != 0
     assert sorted(p.name for p in resumed.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-000002"]
     assert not (resumed / "model.safetensors").exists()
     run(command("caption", data, resumed, *flags, "--resume"), launcher)
@@ -76,3 +77,5 @@ def test_killed_run_resumes_to_the_uninterrupted_parameters(workers, data, tmp_p
     assert difference < 1e-6, f"{name} differs by {difference}"
     moved, _ = largest_difference(weights(whole), weights(resumed / "checkpoint-000002"))
     assert moved > 1e-4  # steps 3 and 4 changed the weights after the checkpoint
+    steps = [json.loads(line)["step"] for line in (resumed / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
