@@ -50,9 +50,9 @@ def test_accumulation_takes_the_same_steps(data, tmp_path):
 def test_killed_run_resumes_to_the_uninterrupted_parameters(data, tmp_path):
     """AdamW with warm-up and a cosine schedule, two replicas, SIGKILL right after step 2's checkpoint."""
     options = {"max_steps": 4, "batch_size": 8, "save_steps": 2, "learning_rate": 1e-3, "warmup_steps": 1,
-               "devices": 2}  # fmt: skip
+               "devices": 2, "logging_steps": 1}  # fmt: skip
     flags = ["--framework", "tf", "--devices", "2", "--max-steps", "4", "--batch-size", "8", "--save-steps", "2",
-             "--learning-rate", "1e-3", "--warmup-steps", "1"]  # fmt: skip
+             "--learning-rate", "1e-3", "--warmup-steps", "1", "--logging-steps", "1"]  # fmt: skip
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run(command("caption", data, whole, *flags))
     assert killed_run("caption", data, resumed, 2, "tf", **options) == -9
@@ -62,3 +62,4 @@ def test_killed_run_resumes_to_the_uninterrupted_parameters(data, tmp_path):
     assert difference < 1e-6, f"{name} differs by {difference}"
     moved, _ = largest_difference(weights(whole), weights(resumed / "checkpoint-000002"))
     assert moved > 1e-4
+    assert [json.loads(line)["step"] for line in (resumed / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
