@@ -147,6 +147,29 @@ def load_optimizer_arrays(model: torch.nn.Module, optimizer: torch.optim.Optimiz
     optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
 
+def rng_arrays(device: torch.device) -> dict[str, np.ndarray]:
+    """This worker's random-generator states (CPU, and its GPU's) as uint8 arrays."""
+    arrays = {"torch": torch.get_rng_state().numpy()}
+    if device.type == "cuda":
+        arrays["cuda"] = torch.cuda.get_rng_state(device).numpy()
+    return arrays
+
+
+def restore_rng(arrays: dict[str, np.ndarray], path: Path, device: torch.device) -> None:
+    """Put `rng_arrays` back. Raises ValueError naming `path` for arrays that are not generator states."""
+    for name in ("torch", "cuda") if device.type == "cuda" else ("torch",):
+        state = arrays.get(name)
+        if state is None or state.dtype != np.uint8 or state.ndim != 1:
+            raise ValueError(f"{path} holds no {name} generator state (a uint8 vector named {name!r})")
+        try:
+            if name == "torch":
+                torch.set_rng_state(torch.from_numpy(state.copy()))
+            else:
+                torch.cuda.set_rng_state(torch.from_numpy(state.copy()), device)
+        except RuntimeError as error:
+            raise ValueError(f"{path}: the {name} generator state does not fit this PyTorch: {error}") from None
+
+
 def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     """NumPy batch -> tensors on the device, keeping each array's dtype (float32 pixels, float64 draws)."""
     return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
@@ -228,8 +251,8 @@ class Trainer:
             self.start, self.resumed_log = state["step"], state.get("log_history")
             load_optimizer_arrays(self.model, self.optimizer, read_arrays(resume_from / OPTIMIZER_FILE))
             rng = resume_from / f"rng-{workers.rank}.safetensors"
-            if rng.is_file():
-                torch.set_rng_state(torch.from_numpy(read_arrays(rng)["torch"]))
+            if rng.is_file():  # absent when the run had fewer workers: this one keeps its seed
+                restore_rng(read_arrays(rng), rng, workers.device)
 
     def _run(self) -> list[dict[str, Any]]:
         options, workers = self.options, self.workers
@@ -307,7 +330,7 @@ class Trainer:
         destination = self.output_dir / checkpoint_name(step)
         with atomic_folder(destination, replace=True) if workers.main else contextlib.nullcontext() as work:
             folder = Path(workers.share(str(work) if workers.main else None))
-            write_arrays(folder / f"rng-{workers.rank}.safetensors", {"torch": torch.get_rng_state().numpy()})
+            write_arrays(folder / f"rng-{workers.rank}.safetensors", rng_arrays(workers.device))
             if workers.main:
                 self.model.save_pretrained(folder)
                 self.processor.save_pretrained(folder)

@@ -95,3 +95,18 @@ def test_resume_on_other_data_is_refused(data, tmp_path):
     more = write_data(tmp_path / "more", count=24)
     with pytest.raises(ValueError, match="16 examples, the data now holds 24"):
         train(more, output, max_steps=2, save_steps=1, resume=True)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ({"torch": np.zeros(7, np.uint8)}, "does not fit"),
+        ({"numpy": np.zeros(3, np.float32)}, "no torch generator state"),
+    ],
+)
+def test_damaged_generator_state_is_refused(damage, message, data, tmp_path):
+    output = tmp_path / "run"
+    train(data, output, max_steps=2, save_steps=1)
+    write_arrays(output / "checkpoint-000002" / "rng-0.safetensors", damage)
+    with pytest.raises(ValueError, match=message):
+        train(data, output, max_steps=2, save_steps=1, resume=True)
