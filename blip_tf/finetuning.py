@@ -38,6 +38,7 @@ from blip_core.training.run_folder import (
     check_same_data,
     checkpoint_name,
     prepare_output_dir,
+    prune_checkpoints,
     read_arrays,
     read_state,
     write_arrays,
@@ -364,6 +365,7 @@ class TFTrainer:
             state["num_examples"] = len(self.examples)
             write_state(folder, {**state, "world_size": self.plan.world_size, "options": self.options.to_json(),
                                  "log_history": self.log.history})  # fmt: skip
+        prune_checkpoints(self.output_dir, self.options.save_total_limit)
 
 
 def _from_chief(strategy: tf.distribute.Strategy, values: list[float]) -> list[float]:

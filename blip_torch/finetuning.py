@@ -30,6 +30,7 @@ from blip_core.training.run_folder import (
     check_same_data,
     checkpoint_name,
     prepare_output_dir,
+    prune_checkpoints,
     read_arrays,
     read_state,
     write_arrays,
@@ -340,6 +341,8 @@ class Trainer:
                 write_state(folder, {**state, "world_size": workers.world_size, "options": self.options.to_json(),
                                      "log_history": self.log.history})  # fmt: skip
             workers.barrier()  # every worker's files are in before worker 0 renames the folder into place
+        if workers.main:
+            prune_checkpoints(self.output_dir, self.options.save_total_limit)
 
 
 def finetune(

@@ -52,6 +52,7 @@ def add_parsers(commands: Any) -> None:
     sub.add_argument("--seed", type=int, default=42)
     sub.add_argument("--eval-steps", type=int, help="evaluate on --eval-data every N steps (and at the end)")
     sub.add_argument("--save-steps", type=int, default=500, help="checkpoint every N steps (and at the end)")
+    sub.add_argument("--save-total-limit", type=int, help="keep only the newest N checkpoints (default: all)")
     sub.add_argument("--logging-steps", type=int, default=10)
     sub.add_argument("--label-smoothing", type=float, default=0.1, help="caption/VQA (default 0.1, the paper's)")
     sub.add_argument("--prompt", help="caption: a prompt kept out of the loss, e.g. 'a picture of'")
@@ -68,8 +69,8 @@ def add_parsers(commands: Any) -> None:
 OPTION_NAMES = (
     "max_steps", "epochs", "batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type",
     "warmup_steps", "weight_decay", "optimizer", "bf16", "gradient_checkpointing", "seed", "eval_steps",
-    "save_steps", "logging_steps", "label_smoothing", "prompt", "max_length", "gather_negatives", "devices",
-    "device", "resume", "force",
+    "save_steps", "save_total_limit", "logging_steps", "label_smoothing", "prompt", "max_length",
+    "gather_negatives", "devices", "device", "resume", "force",
 )  # fmt: skip
 
 

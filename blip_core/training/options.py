@@ -46,7 +46,8 @@ class FinetuneOptions:
 
     Length: `max_steps` optimizer steps, or `epochs` passes over the data (`len(data) // batch_size` steps each: the
     last incomplete batch of an epoch is dropped, as `DistributedSampler(drop_last=True)` does). `eval_steps`:
-    evaluate on `eval_data` every N steps (and at the end); `save_steps`: checkpoint every N steps (and at the end).
+    evaluate on `eval_data` every N steps (and at the end); `save_steps`: checkpoint every N steps (and at the end);
+    `save_total_limit`: keep only the newest N checkpoints (default: all).
     Raises ValueError (a bad value, naming the option) or TypeError from `check()`.
     """
 
@@ -70,6 +71,7 @@ class FinetuneOptions:
     seed: int = 42
     eval_steps: int | None = None
     save_steps: int | None = 500
+    save_total_limit: int | None = None
     logging_steps: int = 10
     label_smoothing: float = 0.1
     prompt: str | None = None
@@ -94,7 +96,7 @@ class FinetuneOptions:
         _positive_int("gradient_accumulation_steps", self.gradient_accumulation_steps)
         _positive_int("logging_steps", self.logging_steps)
         _positive_int("max_length", self.max_length)
-        for name in ("max_steps", "eval_steps", "save_steps", "devices"):
+        for name in ("max_steps", "eval_steps", "save_steps", "save_total_limit", "devices"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         if self.epochs is not None and not (isinstance(self.epochs, (int, float)) and 0 < self.epochs < math.inf):

@@ -94,6 +94,17 @@ def prepare_output_dir(options: FinetuneOptions) -> Path | None:
     return None
 
 
+def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
+    """Remove all but the newest `keep` complete checkpoints (None: keep all); returns those removed."""
+    found = checkpoints(output_dir)
+    if keep is None or len(found) <= keep:
+        return []
+    removed = [folder for _, folder in found[: len(found) - keep]]
+    for folder in removed:
+        shutil.rmtree(folder)
+    return removed
+
+
 def write_state(folder: Path, state: dict[str, Any]) -> None:
     """trainer_state.json (atomically)."""
     atomic_write_text(folder / STATE_FILE, json.dumps({"version": STATE_VERSION, **state}, indent=1))

@@ -110,3 +110,9 @@ def test_damaged_generator_state_is_refused(damage, message, data, tmp_path):
     write_arrays(output / "checkpoint-000002" / "rng-0.safetensors", damage)
     with pytest.raises(ValueError, match=message):
         train(data, output, max_steps=2, save_steps=1, resume=True)
+
+
+def test_save_total_limit_keeps_the_newest(data, tmp_path):
+    train(data, tmp_path / "run", max_steps=3, batch_size=4, save_steps=1, save_total_limit=2)
+    kept = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint-"))
+    assert kept == ["checkpoint-000002", "checkpoint-000003"]
