@@ -20,6 +20,8 @@ output folder must be on a filesystem every worker sees.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from blip_core.training.plan import StepPlan, learning_rates, total_steps
 from blip_core.training.run_folder import (
     OPTIMIZER_FILE,
     STATE_FILE,
+    RunLock,
+    check_resumable,
     check_same_data,
     checkpoint_name,
     prepare_output_dir,
@@ -208,11 +212,23 @@ class TFTrainer:
                 raise ValueError(f"{flag} ({reason}) is PyTorch-only here; run with framework='pt' (--framework pt)")
         if options.device is not None:
             raise ValueError("device is PyTorch's; TensorFlow places replicas itself (choose them with devices=N)")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "framework='tf' was started by torchrun (WORLD_SIZE is set), which launches PyTorch workers: every "
+                "process would train alone; for Keras use devices=N (--devices N) or TF_CONFIG"
+            )
         self.strategy = data_parallel_strategy(options.devices)  # first: TF_CONFIG's strategy precedes the runtime
         self.chief = is_chief(self.strategy)
         self.output_dir = Path(options.output_dir)
+        self.lock = RunLock(self.output_dir)
 
     def run(self) -> list[dict[str, Any]]:
+        try:
+            return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> list[dict[str, Any]]:
         resume_from = self._prepare()
         self._load(resume_from)
         writer, scalar = _tensorboard(self.output_dir) if self.chief else (None, None)
@@ -220,6 +236,8 @@ class TFTrainer:
             self.output_dir, self.total, self.start, self.chief, self.options.progress, scalar, self.resumed_log
         )
         try:
+            if self.evaluate is not None and self.start == 0 and self.chief:
+                self._evaluate(0)  # the starting point, to compare with
             if self.start < self.total:
                 if is_multi_worker(self.strategy):
                     data = self.strategy.distribute_datasets_from_function(self._worker_dataset)
@@ -247,6 +265,7 @@ class TFTrainer:
             try:
                 outcome = prepare_output_dir(self.options)
                 self.output_dir.mkdir(parents=True, exist_ok=True)
+                self.lock.acquire()
             except (OSError, ValueError) as error:
                 outcome = error
         if is_multi_worker(self.strategy):
@@ -283,6 +302,7 @@ class TFTrainer:
         if resume_from is not None:
             state = read_state(resume_from)
             check_same_data(state, len(self.examples), resume_from)
+            check_resumable(state, self.total, self.plan.world_size, resume_from)
             self.start, self.resumed_log = state["step"], state.get("log_history")
         keras.utils.set_random_seed(options.seed + self.start)
         with self.strategy.scope():
@@ -342,14 +362,23 @@ class TFTrainer:
         last = done == self.total
         values = {"loss": loss, "learning_rate": float(self.rates[done - 1]), "epoch": self.plan.epoch_of(done)}
         self.log.record(done, values, logged=done % options.logging_steps == 0 or last)
+        if not math.isfinite(loss):
+            raise ValueError(
+                f"the loss is {loss} at step {done}: training diverged (lower --learning-rate); the checkpoints "
+                "before this step are kept"
+            )
         if not self.chief:  # the chief alone evaluates and writes; neither calls a collective op
             return
         if self.evaluate is not None and ((options.eval_steps and done % options.eval_steps == 0) or last):
-            self.log.evaluation(done, self.evaluate(self.model, done))
+            self._evaluate(done)
         if (options.save_steps and done % options.save_steps == 0) or last:
             self.save_checkpoint(done)
         if self.on_step is not None:
             self.on_step(done, loss)  # after the step's evaluation and checkpoint
+
+    def _evaluate(self, step: int) -> None:
+        """Held-out metrics of the model after `step` steps (0: before training), in the chief."""
+        self.log.evaluation(step, self.evaluate(self.model, step))
 
     def save_checkpoint(self, step: int) -> None:
         """checkpoint-<step>, written whole in a temporary folder, then renamed into place (by the chief only)."""

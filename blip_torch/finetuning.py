@@ -11,6 +11,7 @@ Twin of `blip_tf/finetuning.py` (tf.distribute + Keras `fit`).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from blip_core.training.options import FinetuneOptions
 from blip_core.training.plan import StepPlan, learning_rates, total_steps
 from blip_core.training.run_folder import (
     OPTIMIZER_FILE,
+    RunLock,
+    check_resumable,
     check_same_data,
     checkpoint_name,
     prepare_output_dir,
@@ -200,11 +203,13 @@ class Trainer:
         self.options, self.examples, self.evaluate, self.on_step = options.check(), examples, evaluate, on_step
         self.workers = join_workers(options.device)
         self.output_dir = Path(options.output_dir)
+        self.lock = RunLock(self.output_dir)
 
     def run(self) -> list[dict[str, Any]]:
         try:
             return self._run()
         finally:
+            self.lock.release()
             if self.workers.started_here and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
@@ -215,6 +220,7 @@ class Trainer:
             try:
                 outcome = prepare_output_dir(self.options)
                 self.output_dir.mkdir(parents=True, exist_ok=True)
+                self.lock.acquire()
             except (OSError, ValueError) as error:
                 outcome = error
         outcome = self.workers.share(outcome)
@@ -249,6 +255,7 @@ class Trainer:
         if resume_from is not None:
             state = read_state(resume_from)
             check_same_data(state, len(self.examples), resume_from)
+            check_resumable(state, self.total, workers.world_size, resume_from)
             self.start, self.resumed_log = state["step"], state.get("log_history")
             load_optimizer_arrays(self.model, self.optimizer, read_arrays(resume_from / OPTIMIZER_FILE))
             rng = resume_from / f"rng-{workers.rank}.safetensors"
@@ -271,6 +278,8 @@ class Trainer:
         )
         self.model.train()
         try:
+            if self.evaluate is not None and self.start == 0:
+                self._evaluate(0)  # the starting point, to compare with
             for step in range(self.start, self.total):
                 loss = self._step(wrapped, step)
                 self._after_step(step + 1, loss)
@@ -311,17 +320,26 @@ class Trainer:
         last = done == self.total
         values = {"loss": loss, "learning_rate": float(self.rates[done - 1]), "epoch": self.plan.epoch_of(done)}
         self.log.record(done, values, logged=done % options.logging_steps == 0 or last)
+        if not math.isfinite(loss):
+            raise ValueError(
+                f"the loss is {loss} at step {done}: training diverged (lower --learning-rate); the checkpoints "
+                "before this step are kept"
+            )
         if self.evaluate is not None and ((options.eval_steps and done % options.eval_steps == 0) or last):
-            if workers.main:
-                self.model.eval()
-                with torch.no_grad():
-                    self.log.evaluation(done, self.evaluate(self.model, done))
-                self.model.train()
-            workers.barrier()
+            self._evaluate(done)
         if (options.save_steps and done % options.save_steps == 0) or last:
             self.save_checkpoint(done)
         if self.on_step is not None and workers.main:
             self.on_step(done, loss)  # after the step's evaluation and checkpoint
+
+    def _evaluate(self, step: int) -> None:
+        """Held-out metrics of the model after `step` steps (0: before training), on worker 0."""
+        if self.workers.main:
+            self.model.eval()
+            with torch.no_grad():
+                self.log.evaluation(step, self.evaluate(self.model, step))
+            self.model.train()
+        self.workers.barrier()
 
     def save_checkpoint(self, step: int) -> None:
         """checkpoint-<step>: written in a temporary folder by every worker (its RNG), renamed by worker 0."""

@@ -4,8 +4,10 @@ the same in blip_torch and blip_tf).
 - caption: greedy captions (after the run's prompt, if any) scored against every reference caption of their image:
   exact match of the COCO-tokenised text, plus BLEU-4 and CIDEr when `pycocoevalcap` is installed
   (`blip-dual[eval]`);
-- vqa: greedy answers, VQA accuracy against the annotators' answers, both normalised by the official rules
-  (`blip_core.tasks.vqa_accuracy`);
+- vqa: greedy answers. Questions with VQA v2's ten annotators' answers: the official VQA accuracy
+  (`blip_core.tasks.vqa_accuracy`, min(1, matches among the other nine / 3)); otherwise `answer_accuracy`: the
+  weight of the predicted answer over the question's largest weight (1 for its best answer; exact match when it has
+  one), answers compared after the official normalisation;
 - retrieval: ITC cosine similarities of every distinct image with every caption; recall@1/5/10 both ways
   (`blip_core.tasks.retrieval_metrics`, as the original `itm_eval`).
 """
@@ -19,10 +21,12 @@ import numpy as np
 from blip_core.processing.processor import BlipProcessor
 from blip_core.tasks.caption_metrics import caption_scores, ptb_tokenize
 from blip_core.tasks.retrieval_metrics import GroundTruth, retrieval_recalls
-from blip_core.tasks.vqa_accuracy import vqa_accuracy
+from blip_core.tasks.vqa_accuracy import normalize_answer, vqa_accuracy
+from blip_core.training.paper import vqa_answer_weights
 from blip_core.training.step_batches import TrainingExamples
 
 MAX_NEW_TOKENS = 30
+VQA_ANNOTATORS = 10  # answers per question in VQA v2: the official accuracy's leave-one-out needs them
 
 
 class HeldOutEvaluator:
@@ -85,8 +89,10 @@ class HeldOutEvaluator:
         for start in range(0, len(examples), self.batch_size):
             stop = start + self.batch_size
             predictions += self._generate(model, examples.images[start:stop], examples.texts[start:stop])
-        # the answers of a questions.jsonl are as people wrote them ("two"), not VQA-normalised ("2")
-        return {"vqa_accuracy": vqa_accuracy(predictions, examples.answers, normalize_references=True)}
+        if examples.weights is None and all(len(answers) == VQA_ANNOTATORS for answers in examples.answers):
+            # VQA v2's ten annotators' answers, as people wrote them ("two"), not VQA-normalised ("2")
+            return {"vqa_accuracy": vqa_accuracy(predictions, examples.answers, normalize_references=True)}
+        return {"answer_accuracy": answer_accuracy(predictions, examples.answers, examples.weights)}
 
     def recalls(self, model: Any) -> dict[str, float]:
         keys, images, _ = self._distinct_images()
@@ -120,3 +126,21 @@ def _without_prompt(text: str, prompt: str | None) -> str:
     if prompt and text.lower().startswith(prompt.lower()):
         return text[len(prompt) :].strip()
     return text
+
+
+def answer_accuracy(
+    predictions: list[str], answers: list[list[str]], weights: list[list[float]] | None = None
+) -> float:
+    """The mean over questions of the predicted answer's weight over the question's largest weight (0 when it is
+    none of its answers); weights given, or the annotators' shares (`vqa_answer_weights`). Answers are compared
+    after VQA's normalisation ("Two." == "2")."""
+    scores = []
+    for number, (prediction, given) in enumerate(zip(predictions, answers, strict=True)):
+        distinct, shares = vqa_answer_weights(given) if weights is None else (given, weights[number])
+        by_answer: dict[str, float] = {}
+        for answer, share in zip(distinct, shares, strict=True):
+            key = normalize_answer(answer)
+            by_answer[key] = by_answer.get(key, 0.0) + float(share)
+        best = max(by_answer.values())
+        scores.append(by_answer.get(normalize_answer(prediction), 0.0) / best if best > 0 else 0.0)
+    return float(np.mean(scores))

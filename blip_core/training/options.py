@@ -118,6 +118,10 @@ class FinetuneOptions:
             raise ValueError("gather_negatives applies to the retrieval task (its contrastive negatives) only")
         if self.prompt is not None and self.task != "caption":
             raise ValueError("prompt applies to the caption task only")
+        if self.resume and self.force:
+            raise ValueError("give resume (continue the run in output_dir) or force (start over in it), not both")
+        if self.eval_steps is not None and self.eval_data is None:
+            raise ValueError("eval_steps needs eval_data: the held-out examples to evaluate on")
         if self.devices is not None and self.framework != "tf":
             raise ValueError("devices sets TensorFlow's data-parallel replicas; for PyTorch, launch with torchrun")
         return self

@@ -14,14 +14,16 @@ OUTPUT_DIR/
 
 The data position is the step number (`StepPlan`); the learning rate is a function of the step, so the step is the
 scheduler's whole state. `--resume` continues from the newest complete checkpoint; anything else in a non-empty
-output folder needs `--force`.
+output folder needs `--force`. The writing process holds `.blip-finetune.lock` while it runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +74,19 @@ def prepare_output_dir(options: FinetuneOptions) -> Path | None:
     if options.resume:
         found = checkpoints(folder)
         if not found:
-            return None
+            raise FileNotFoundError(
+                f"--resume: {folder} holds no checkpoint to resume from (a run writes one every --save-steps); "
+                "start without --resume (with --force if the folder is not empty)"
+            )
         saved = read_state(found[-1][1])
+        if saved["step"] != found[-1][0]:
+            raise ValueError(f"{found[-1][1] / STATE_FILE} says step {saved['step']}: the folder is another step's")
         changed = options.changed_from(saved["options"])
         if changed:
             detail = ", ".join(f"{n} {saved['options'].get(n)!r} -> {options.to_json()[n]!r}" for n in changed)
             raise ValueError(
-                f"cannot resume {found[-1][1]}: it was written with other options ({detail}); "
-                "use the same options, or --force to start over"
+                f"cannot resume {found[-1][1]}: it was written with other options ({detail}); resume with the same "
+                f"options, or start a new run from it (--model {found[-1][1]} --output-dir NEW_DIR)"
             )
         return found[-1][1]
     contents = [child for child in folder.iterdir() if not is_temp_name(child.name)] if folder.is_dir() else []
@@ -103,6 +110,70 @@ def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
     for folder in removed:
         shutil.rmtree(folder)
     return removed
+
+
+LOCK_FILE = ".blip-finetune.lock"
+
+
+class RunLock:
+    """The output folder's lock, held by the run's writing process: a second run into the same folder (resumed, or
+    started by mistake) is refused while the first lives. A lock whose process is gone (killed) is taken over."""
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.path = Path(output_dir) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> None:
+        """Raises FileExistsError naming the live process that holds the folder."""
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner = int(self.path.read_text().strip() or "0")
+                except (OSError, ValueError):
+                    owner = 0
+                if owner and owner != os.getpid() and _alive(owner):
+                    raise FileExistsError(
+                        f"another blip finetune (process {owner}) is writing to {self.path.parent}; wait for it or "
+                        "stop it first"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # its process is gone: a killed run's
+                continue
+            with os.fdopen(descriptor, "w") as stream:
+                stream.write(str(os.getpid()))
+            self.held = True
+            return
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_resumable(state: dict[str, Any], total: int, world_size: int, checkpoint: Path) -> None:
+    """Raises ValueError when a checkpoint's step lies beyond the run's last step; warns when it was written by
+    another number of workers (the same examples per step; AdamW may drift by float noise)."""
+    if state["step"] > total:
+        raise ValueError(f"{checkpoint}: step {state['step']} lies beyond this run's {total} steps")
+    saved = state.get("world_size")
+    if isinstance(saved, int) and saved != world_size:
+        warnings.warn(
+            f"resuming with {world_size} worker(s) a run checkpointed by {saved}: every step trains on the same "
+            "examples, but gradients are summed in another order, and AdamW may drift from the uninterrupted run "
+            "by float noise",
+            stacklevel=2,
+        )
 
 
 def write_state(folder: Path, state: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ class RunLog:
         """`history`: the records of the run so far (a resumed checkpoint's `log_history`; kept when it is a list
         of JSON objects)."""
         self.output_dir, self.active, self.scalar = Path(output_dir), active, scalar
-        valid = isinstance(history, list) and all(isinstance(record, dict) for record in history)
+        valid = active and isinstance(history, list) and all(isinstance(record, dict) for record in history)
         self.history: list[dict[str, Any]] = list(history) if valid else []
         if active:  # a resumed run's log is its checkpoint's: lines a killed run wrote after it are redone
             atomic_write_text(self.output_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
@@ -68,7 +68,7 @@ class RunLog:
         self._write({"step": step, **{f"eval_{k}": v for k, v in metrics.items()}}, None)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         if self.bar is not None:
-            self.bar.write(f"step {step} held-out: {shown}")
+            self.bar.write(f"step {step} held-out: {shown}", file=sys.stderr)
         else:
             print(f"step {step} held-out: {shown}", file=sys.stderr)
         if self.scalar is not None:

@@ -20,6 +20,7 @@ Batch keys:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,5 +171,12 @@ def _fixed_length(tokenizer: Any, texts: list[str], max_length: int) -> int:
     """The longest tokenised text (special tokens included), at most `max_length`."""
     if not texts:
         raise ValueError("no training texts")
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    return max(lengths)
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    longer = sum(length > max_length for length in lengths)
+    if longer:
+        warnings.warn(
+            f"{longer} of {len(texts)} training texts are longer than max_length={max_length} tokens and are cut "
+            f"(the longest has {max(lengths)}); raise --max-length to keep them whole",
+            stacklevel=3,
+        )
+    return min(max(lengths), max_length)

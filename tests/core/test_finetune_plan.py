@@ -75,6 +75,8 @@ def test_epochs_give_steps():
         ({"optimizer": "adam"}, "optimizer"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"warmup_steps": -1}, "warmup_steps"),
+        ({"resume": True, "force": True}, "not both"),
+        ({"eval_steps": 5}, "eval_steps needs eval_data"),
     ],
 )
 def test_bad_options_are_named(values, message):
@@ -139,7 +141,8 @@ def test_output_folder_rules(tmp_path):
         prepare_output_dir(options(output_dir=str(output), resume=True, learning_rate=1e-3))
     assert prepare_output_dir(options(output_dir=str(output), force=True)) is None
     assert not checkpoint.exists() and (output / "notes.txt").read_text() == "mine"  # only the run's own files go
-    assert prepare_output_dir(options(output_dir=str(tmp_path / "fresh"), resume=True)) is None
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):  # a mistyped folder loses nothing
+        prepare_output_dir(options(output_dir=str(tmp_path / "fresh"), resume=True))
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         prepare_output_dir(options(output_dir=str(tmp_path / "file")))
@@ -214,3 +217,44 @@ def test_webdataset_training_data(folder, tmp_path):
     examples = read_examples("retrieval", tmp_path / "00000.tar")
     assert examples.texts == [r["caption"] for r in records]
     assert examples.images[0] == (folder / records[0]["file"]).read_bytes()
+
+
+def test_a_checkpoint_of_another_step_is_refused(tmp_path):
+    checkpoint = tmp_path / checkpoint_name(4)
+    checkpoint.mkdir()
+    write_state(checkpoint, {"step": 999, "options": options(output_dir=str(tmp_path)).to_json()})
+    with pytest.raises(ValueError, match="says step 999"):
+        prepare_output_dir(options(output_dir=str(tmp_path), resume=True))
+
+
+def test_the_output_folder_lock(tmp_path):
+    import os
+
+    from blip_core.training.run_folder import LOCK_FILE, RunLock
+
+    (tmp_path / LOCK_FILE).write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(FileExistsError, match=f"process {os.getppid()}"):
+        RunLock(tmp_path).acquire()
+    (tmp_path / LOCK_FILE).write_text("999999999")  # a killed run's
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    assert (tmp_path / LOCK_FILE).read_text() == str(os.getpid())
+    lock.release()
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_answer_accuracy_rules():
+    from blip_core.finetune.evaluation import answer_accuracy
+
+    assert answer_accuracy(["blue"], [["blue"]]) == 1.0  # one reference: exact match
+    assert answer_accuracy(["Two."], [["2"]]) == 1.0  # VQA's normalisation
+    assert answer_accuracy(["a", "other"], [["a", "a", "a", "other"]] * 2) == pytest.approx((1 + 1 / 3) / 2)
+    assert answer_accuracy(["y"], [["x", "y"]], [[0.8, 0.2]]) == pytest.approx(0.25)
+
+
+def test_long_texts_are_cut_with_a_warning(folder, processor):
+    examples = read_examples("caption", folder)
+    settings = options(batch_size=4, max_length=5)
+    with pytest.warns(UserWarning, match="longer than max_length=5"):
+        batches = StepBatches(processor, examples, settings, StepPlan(len(examples), 4, settings.seed))
+    assert batches.text_length == 5

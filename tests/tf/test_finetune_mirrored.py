@@ -63,3 +63,14 @@ def test_killed_run_resumes_to_the_uninterrupted_parameters(data, tmp_path):
     moved, _ = largest_difference(weights(whole), weights(resumed / "checkpoint-000002"))
     assert moved > 1e-4
     assert [json.loads(line)["step"] for line in (resumed / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_keras_under_torchrun_is_refused(data, tmp_path, monkeypatch):
+    """torchrun starts PyTorch workers: each Keras process would train alone into the same folder."""
+    from blip_core.finetune import finetune
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="torchrun"):
+        finetune("caption", MODELS["caption"], data, tmp_path / "run", framework="tf", max_steps=1)
+    assert not (tmp_path / "run").exists()
