@@ -48,6 +48,9 @@ def finetune(
     try:
         trainer = importlib.import_module(TRAINERS[framework])
     except ImportError as error:
+        framework_module = (error.name or "").split(".")[0] in ("torch", "tensorflow", "keras")
+        if not framework_module:
+            raise
         extra = "torch" if framework == "pt" else "tf"
         raise ImportError(
             f"fine-tuning with framework={framework!r} needs {error.name}: pip install 'blip-dual[{extra}]'"
