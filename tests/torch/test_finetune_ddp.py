@@ -1,6 +1,6 @@
 """`blip finetune` under torchrun: two gloo workers on a global batch of 8 take the same SGD steps as one process on
-the same 8 examples (captioning, VQA and retrieval with gathered negatives), and a run killed after step 2 of 4
-resumes to the parameters of an uninterrupted run."""
+the same 8 examples (captioning; retrieval with gathered negatives, and without them a different objective), and a
+run killed after step 2 (or 3) of 4 resumes to the parameters of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -41,18 +41,13 @@ def test_two_workers_take_one_process_steps(task, data, tmp_path):
     assert difference < 1e-5, f"{name} differs by {difference}"
     moved, _ = largest_difference(one, weights(MODELS[task]))
     assert moved > 1e-3  # the comparison is between models that trained
+    if task == "retrieval":  # without --gather-negatives each worker's negatives are its own 4 pairs: another loss
+        run(command(task, data, tmp_path / "local", *options[:-1]), TORCHRUN)
+        difference, _ = largest_difference(weights(tmp_path / "local"), one)
+        assert difference > 1e-4
     records = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
     one_records = [json.loads(line) for line in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
     np.testing.assert_allclose([r["loss"] for r in records], [r["loss"] for r in one_records], rtol=1e-5)
-
-
-def test_retrieval_negatives_stay_local_without_gathering(data, tmp_path):
-    """Without --gather-negatives each worker's ITC/ITM negatives are its own 4 pairs: a different objective."""
-    options = ["--max-steps", "3", "--batch-size", "8", *SGD]
-    run(command("retrieval", data, tmp_path / "local", *options), TORCHRUN)
-    run(command("retrieval", data, tmp_path / "one", *options))
-    difference, _ = largest_difference(weights(tmp_path / "local"), weights(tmp_path / "one"))
-    assert difference > 1e-4
 
 
 @pytest.mark.parametrize("workers, killed_after", [(1, 3), (2, 2)])
