@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow as tf
 
 from blip_core.config.model_constants import ITC_TEMPERATURE
-from blip_tf.training import answer_token_losses, token_losses
+from blip_tf.training import answer_token_losses, itc_features, itm_pair_logits, token_losses
 
 
 class TFPeers:
@@ -77,14 +77,7 @@ def draw_negatives(similarity: tf.Tensor, own_ids: tf.Tensor, all_ids: tf.Tensor
 
 def retrieval_objective(model: Any, batch: dict[str, tf.Tensor], label_smoothing: float, peers: TFPeers) -> tf.Tensor:
     """This replica's share of ITC + ITM (see the torch twin); `label_smoothing` is unused."""
-    image_embeds = model.vision_model(
-        pixel_values=batch["pixel_values"], return_dict=True, training=True
-    ).last_hidden_state
-    text_states = model.text_encoder(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True, training=True
-    ).last_hidden_state
-    image_feat = tf.math.l2_normalize(tf.cast(model.vision_proj(image_embeds[:, 0]), tf.float32), -1, 1e-24)
-    text_feat = tf.math.l2_normalize(tf.cast(model.text_proj(text_states[:, 0]), tf.float32), -1, 1e-24)
+    image_embeds, image_feat, text_feat = itc_features(model, batch)
     ids, rows = batch["image_ids"], tf.shape(batch["image_ids"])[0]
     all_ids = peers.gather(ids)
     image_to_text = tf.matmul(image_feat, peers.gather(text_feat), transpose_b=True) / ITC_TEMPERATURE  # (B, N)
@@ -94,17 +87,14 @@ def retrieval_objective(model: Any, batch: dict[str, tf.Tensor], label_smoothing
     itc = itc + tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, text_to_image))
     negative_images = draw_negatives(text_to_image, ids, all_ids, batch["uniforms"][:, 0])
     negative_texts = draw_negatives(image_to_text, ids, all_ids, batch["uniforms"][:, 1])
-    all_embeds = peers.gather(image_embeds)
     texts, masks = batch["input_ids"], batch["attention_mask"]
-    all_texts, all_masks = peers.gather(texts), peers.gather(masks)
-    pair_states = model.text_encoder(
-        input_ids=tf.concat([texts, texts, tf.gather(all_texts, negative_texts)], axis=0),
-        attention_mask=tf.concat([masks, masks, tf.gather(all_masks, negative_texts)], axis=0),
-        encoder_hidden_states=tf.concat([image_embeds, tf.gather(all_embeds, negative_images), image_embeds], 0),
-        return_dict=True,
-        training=True,
-    ).last_hidden_state
-    itm_logits = tf.cast(model.itm_head(pair_states[:, 0]), tf.float32)  # (3B, 2): positives, then the negatives
+    all_texts, all_masks, all_embeds = peers.gather(texts), peers.gather(masks), peers.gather(image_embeds)
+    negatives = (
+        tf.gather(all_texts, negative_texts),
+        tf.gather(all_masks, negative_texts),
+        tf.gather(all_embeds, negative_images),
+    )
+    itm_logits = itm_pair_logits(model, texts, masks, image_embeds, *negatives)  # (3B, 2): positives, negatives
     itm_labels = tf.concat([tf.ones(rows, tf.int32), tf.zeros(2 * rows, tf.int32)], axis=0)
     itm = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(itm_labels, itm_logits))
     normalizer = batch["normalizer"][0]

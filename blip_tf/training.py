@@ -139,6 +139,44 @@ def weighted_vqa_loss(model: Any, batch: dict[str, tf.Tensor], training: bool = 
     return tf.reduce_sum(tf.cast(batch["weights"], tf.float32) * answer_losses) / questions
 
 
+def itc_features(
+    model: Any, batch: dict[str, tf.Tensor], training: bool = True
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Twin of `blip_torch.training.itc_features`: the vision states and the L2-normalised float32 ITC projections
+    of the images and of the texts."""
+    image_embeds = model.vision_model(
+        pixel_values=batch["pixel_values"], return_dict=True, training=training
+    ).last_hidden_state
+    text_states = model.text_encoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True, training=training
+    ).last_hidden_state
+    image_feat = tf.math.l2_normalize(tf.cast(model.vision_proj(image_embeds[:, 0]), tf.float32), -1, 1e-24)
+    text_feat = tf.math.l2_normalize(tf.cast(model.text_proj(text_states[:, 0]), tf.float32), -1, 1e-24)
+    return image_embeds, image_feat, text_feat
+
+
+def itm_pair_logits(
+    model: Any,
+    texts: tf.Tensor,
+    masks: tf.Tensor,
+    image_embeds: tf.Tensor,
+    negative_texts: tf.Tensor,
+    negative_masks: tf.Tensor,
+    negative_images: tf.Tensor,
+    training: bool = True,
+) -> tf.Tensor:
+    """Twin of `blip_torch.training.itm_pair_logits`: (3B, 2) float32 ITM logits of the positives, each text with
+    its negative image, and each negative text with the image."""
+    pair_states = model.text_encoder(
+        input_ids=tf.concat([texts, texts, negative_texts], axis=0),
+        attention_mask=tf.concat([masks, masks, negative_masks], axis=0),
+        encoder_hidden_states=tf.concat([image_embeds, negative_images, image_embeds], axis=0),
+        return_dict=True,
+        training=training,
+    ).last_hidden_state
+    return tf.cast(model.itm_head(pair_states[:, 0]), tf.float32)
+
+
 def retrieval_losses(
     model: Any,
     batch: dict[str, tf.Tensor],
@@ -155,14 +193,7 @@ def retrieval_losses(
     does."""
     check_batch_keys(batch, RETRIEVAL_KEYS, "retrieval_examples")
     ids = batch["image_ids"]
-    image_embeds = model.vision_model(
-        pixel_values=batch["pixel_values"], return_dict=True, training=training
-    ).last_hidden_state
-    text_states = model.text_encoder(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True, training=training
-    ).last_hidden_state
-    image_feat = tf.math.l2_normalize(tf.cast(model.vision_proj(image_embeds[:, 0]), tf.float32), -1, 1e-24)
-    text_feat = tf.math.l2_normalize(tf.cast(model.text_proj(text_states[:, 0]), tf.float32), -1, 1e-24)
+    image_embeds, image_feat, text_feat = itc_features(model, batch, training)
     similarity = tf.matmul(image_feat, text_feat, transpose_b=True) / temperature  # (images, texts)
     targets = tf.constant(contrastive_targets(ids.numpy(), same_image_positives))
     image_to_text = -tf.reduce_mean(tf.reduce_sum(tf.nn.log_softmax(similarity, axis=1) * targets, axis=1))
@@ -171,14 +202,10 @@ def retrieval_losses(
         tf.stop_gradient(similarity).numpy(), ids.numpy(), as_generator(rng)
     )
     texts, masks = batch["itm_input_ids"], batch["attention_mask"]
-    pair_states = model.text_encoder(
-        input_ids=tf.concat([texts, texts, tf.gather(texts, negative_texts)], axis=0),
-        attention_mask=tf.concat([masks, masks, tf.gather(masks, negative_texts)], axis=0),
-        encoder_hidden_states=tf.concat([image_embeds, tf.gather(image_embeds, negative_images), image_embeds], 0),
-        return_dict=True,
-        training=training,
-    ).last_hidden_state
-    itm_logits = tf.cast(model.itm_head(pair_states[:, 0]), tf.float32)  # (3B, 2): positives, then the negatives
+    negatives = (
+        tf.gather(texts, negative_texts), tf.gather(masks, negative_texts), tf.gather(image_embeds, negative_images)
+    )
+    itm_logits = itm_pair_logits(model, texts, masks, image_embeds, *negatives, training=training)  # (3B, 2)
     rows = ids.shape[0]
     itm_labels = tf.concat([tf.ones(rows, tf.int32), tf.zeros(2 * rows, tf.int32)], axis=0)
     itm = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(itm_labels, itm_logits))

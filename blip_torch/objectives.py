@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from blip_core.config.model_constants import ITC_TEMPERATURE
-from blip_torch.training import answer_token_losses, token_losses
+from blip_torch.training import answer_token_losses, itc_features, itm_pair_logits, token_losses
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -97,12 +97,7 @@ def draw_negatives(similarity: torch.Tensor, own_ids: torch.Tensor, all_ids: tor
 def retrieval_objective(model: Any, batch: dict[str, torch.Tensor], label_smoothing: float, peers: Peers):
     """This worker's share of ITC + ITM (see the module docstring); `label_smoothing` is unused (kept for one
     signature across tasks)."""
-    image_embeds = model.vision_model(pixel_values=batch["pixel_values"], return_dict=True).last_hidden_state
-    text_states = model.text_encoder(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True
-    ).last_hidden_state
-    image_feat = torch.nn.functional.normalize(model.vision_proj(image_embeds[:, 0]).float(), dim=-1)
-    text_feat = torch.nn.functional.normalize(model.text_proj(text_states[:, 0]).float(), dim=-1)
+    image_embeds, image_feat, text_feat = itc_features(model, batch)
     ids, rows = batch["image_ids"], batch["image_ids"].shape[0]
     all_ids = peers.gather(ids)
     image_to_text = image_feat @ peers.gather(text_feat).t() / ITC_TEMPERATURE  # (B, N)
@@ -112,16 +107,10 @@ def retrieval_objective(model: Any, batch: dict[str, torch.Tensor], label_smooth
     itc = itc + torch.nn.functional.cross_entropy(text_to_image, targets, reduction="sum")
     negative_images = draw_negatives(text_to_image, ids, all_ids, batch["uniforms"][:, 0])
     negative_texts = draw_negatives(image_to_text, ids, all_ids, batch["uniforms"][:, 1])
-    all_embeds = peers.gather(image_embeds)
     texts, masks = batch["input_ids"], batch["attention_mask"]
-    all_texts, all_masks = peers.gather(texts), peers.gather(masks)
-    pair_states = model.text_encoder(
-        input_ids=torch.cat([texts, texts, all_texts[negative_texts]]),
-        attention_mask=torch.cat([masks, masks, all_masks[negative_texts]]),
-        encoder_hidden_states=torch.cat([image_embeds, all_embeds[negative_images], image_embeds]),
-        return_dict=True,
-    ).last_hidden_state
-    itm_logits = model.itm_head(pair_states[:, 0]).float()  # (3B, 2): positives, then the two kinds of negatives
+    all_texts, all_masks, all_embeds = peers.gather(texts), peers.gather(masks), peers.gather(image_embeds)
+    negatives = all_texts[negative_texts], all_masks[negative_texts], all_embeds[negative_images]
+    itm_logits = itm_pair_logits(model, texts, masks, image_embeds, *negatives)  # (3B, 2): positives, negatives
     itm_labels = torch.cat([torch.ones(rows, dtype=torch.long), torch.zeros(2 * rows, dtype=torch.long)])
     itm = torch.nn.functional.cross_entropy(itm_logits, itm_labels.to(itm_logits.device), reduction="sum")
     normalizer = batch["normalizer"][0]

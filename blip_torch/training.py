@@ -125,6 +125,38 @@ def weighted_vqa_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tenso
     return (batch["weights"].float() * answer_losses).sum() / questions
 
 
+def itc_features(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(image_embeds (B, patches + 1, D), image_feat (B, E), text_feat (B, E)): the vision states and the
+    L2-normalised float32 ITC projections of the images and of the texts (`input_ids`, encoded without image)."""
+    image_embeds = model.vision_model(pixel_values=batch["pixel_values"], return_dict=True).last_hidden_state
+    text_states = model.text_encoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True
+    ).last_hidden_state
+    image_feat = torch.nn.functional.normalize(model.vision_proj(image_embeds[:, 0]).float(), dim=-1)
+    text_feat = torch.nn.functional.normalize(model.text_proj(text_states[:, 0]).float(), dim=-1)
+    return image_embeds, image_feat, text_feat
+
+
+def itm_pair_logits(
+    model: Any,
+    texts: torch.Tensor,
+    masks: torch.Tensor,
+    image_embeds: torch.Tensor,
+    negative_texts: torch.Tensor,
+    negative_masks: torch.Tensor,
+    negative_images: torch.Tensor,
+) -> torch.Tensor:
+    """(3B, 2) float32 ITM logits of the B positive pairs, each text with its negative image, and each negative text
+    with the image (the original `BLIP_Retrieval.forward`'s order)."""
+    pair_states = model.text_encoder(
+        input_ids=torch.cat([texts, texts, negative_texts]),
+        attention_mask=torch.cat([masks, masks, negative_masks]),
+        encoder_hidden_states=torch.cat([image_embeds, negative_images, image_embeds]),
+        return_dict=True,
+    ).last_hidden_state
+    return model.itm_head(pair_states[:, 0]).float()
+
+
 def retrieval_losses(
     model: Any,
     batch: dict[str, torch.Tensor],
@@ -139,12 +171,7 @@ def retrieval_losses(
     (`blip_core.training.paper.sample_hard_negatives`, drawn from `rng`). Raises ValueError as that does."""
     check_batch_keys(batch, RETRIEVAL_KEYS, "retrieval_examples")
     ids = batch["image_ids"]
-    image_embeds = model.vision_model(pixel_values=batch["pixel_values"], return_dict=True).last_hidden_state
-    text_states = model.text_encoder(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True
-    ).last_hidden_state
-    image_feat = torch.nn.functional.normalize(model.vision_proj(image_embeds[:, 0]).float(), dim=-1)
-    text_feat = torch.nn.functional.normalize(model.text_proj(text_states[:, 0]).float(), dim=-1)
+    image_embeds, image_feat, text_feat = itc_features(model, batch)
     similarity = image_feat @ text_feat.t() / temperature  # (images, texts)
     targets = torch.as_tensor(contrastive_targets(ids.cpu().numpy(), same_image_positives), device=similarity.device)
     image_to_text = -(torch.log_softmax(similarity, dim=1) * targets).sum(1).mean()
@@ -155,13 +182,8 @@ def retrieval_losses(
     negative_images = torch.as_tensor(negative_images, device=ids.device)
     negative_texts = torch.as_tensor(negative_texts, device=ids.device)
     texts, masks = batch["itm_input_ids"], batch["attention_mask"]
-    pair_states = model.text_encoder(
-        input_ids=torch.cat([texts, texts, texts[negative_texts]]),
-        attention_mask=torch.cat([masks, masks, masks[negative_texts]]),
-        encoder_hidden_states=torch.cat([image_embeds, image_embeds[negative_images], image_embeds]),
-        return_dict=True,
-    ).last_hidden_state
-    itm_logits = model.itm_head(pair_states[:, 0]).float()  # (3B, 2): positives, then the two kinds of negatives
+    negatives = texts[negative_texts], masks[negative_texts], image_embeds[negative_images]
+    itm_logits = itm_pair_logits(model, texts, masks, image_embeds, *negatives)  # (3B, 2)
     rows = ids.shape[0]
     itm_labels = torch.cat([torch.ones(rows, dtype=torch.long), torch.zeros(2 * rows, dtype=torch.long)])
     itm = torch.nn.functional.cross_entropy(itm_logits, itm_labels.to(itm_logits.device))
