@@ -20,9 +20,10 @@ output folder must be on a filesystem every worker sees.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -327,13 +328,7 @@ class TFTrainer:
                 batch = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
                 yield {key: _per_question(key, value, slots, self.options.task) for key, value in batch.items()}
 
-        first = next(iter(steps()))
-        signature = {key: tf.TensorSpec(value.shape, _dtype(value)) for key, value in first.items()}
-
-        def typed():
-            return ({key: value.astype(_dtype(value).as_numpy_dtype) for key, value in b.items()} for b in steps())
-
-        data = tf.data.Dataset.from_generator(typed, output_signature=signature)
+        data = _generator_dataset(steps())
         return data.unbatch().batch(plan.batch_size, drop_remainder=True).prefetch(1)
 
     def _worker_dataset(self, context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -350,12 +345,9 @@ class TFTrainer:
                 for rank in ranks:
                     pieces = [batches.batch(step, rank, micro) for micro in range(plan.accumulation)]
                     batch = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
-                    yield {key: _per_question(key, v, slots, self.options.task).astype(_dtype(v).as_numpy_dtype)
-                           for key, v in batch.items()}  # fmt: skip
+                    yield {key: _per_question(key, value, slots, self.options.task) for key, value in batch.items()}
 
-        first = next(iter(steps()))
-        signature = {key: tf.TensorSpec(value.shape, tf.as_dtype(value.dtype)) for key, value in first.items()}
-        return tf.data.Dataset.from_generator(steps, output_signature=signature).prefetch(1)
+        return _generator_dataset(steps()).prefetch(1)
 
     def _after_step(self, done: int, loss: float) -> None:
         options = self.options
@@ -424,6 +416,18 @@ def _tensorboard(output_dir: Path) -> tuple[Any, Callable[[str, float, int], Non
             tf.summary.scalar(tag, value, step=step)
 
     return writer, scalar
+
+
+def _generator_dataset(batches: Iterator[dict[str, np.ndarray]]) -> tf.data.Dataset:
+    """A one-pass dataset of NumPy batches, ids as int32; the first batch's shapes and dtypes are its signature."""
+    first = next(batches)
+    signature = {key: tf.TensorSpec(value.shape, _dtype(value)) for key, value in first.items()}
+
+    def typed() -> Iterator[dict[str, np.ndarray]]:
+        for batch in itertools.chain([first], batches):
+            yield {key: value.astype(_dtype(value).as_numpy_dtype) for key, value in batch.items()}
+
+    return tf.data.Dataset.from_generator(typed, output_signature=signature)
 
 
 def _dtype(value: np.ndarray) -> tf.DType:

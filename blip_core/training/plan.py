@@ -13,6 +13,7 @@ does, so that every step has the full batch and a fixed per-example share of the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -52,8 +53,9 @@ class StepPlan:
         return self.batch_size // (self.world_size * self.accumulation)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """(num_examples,) int64: the order of epoch `epoch` (0-based)."""
-        return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+        """(num_examples,) int64: the order of epoch `epoch` (0-based); read-only (shared by a small cache: every
+        micro-batch of every step asks for it)."""
+        return _epoch_order(self.seed, epoch, self.num_examples)
 
     def step_indices(self, step: int) -> np.ndarray:
         """(batch_size,) int64: the examples of optimizer step `step` (0-based), over all workers."""
@@ -74,6 +76,13 @@ class StepPlan:
     def epoch_of(self, step: int) -> float:
         """Epochs done before step `step` (fractional)."""
         return step / self.steps_per_epoch
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    order.flags.writeable = False
+    return order
 
 
 def total_steps(options: FinetuneOptions, num_examples: int) -> int:
