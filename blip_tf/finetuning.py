@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ from blip_core.training.run_folder import (
     check_resumable,
     check_same_data,
     checkpoint_name,
+    checkpoint_state,
     prepare_output_dir,
     prune_checkpoints,
     read_arrays,
@@ -351,19 +351,13 @@ class TFTrainer:
 
     def _after_step(self, done: int, loss: float) -> None:
         options = self.options
-        last = done == self.total
-        values = {"loss": loss, "learning_rate": float(self.rates[done - 1]), "epoch": self.plan.epoch_of(done)}
-        self.log.record(done, values, logged=done % options.logging_steps == 0 or last)
-        if not math.isfinite(loss):
-            raise ValueError(
-                f"the loss is {loss} at step {done}: training diverged (lower --learning-rate); the checkpoints "
-                "before this step are kept"
-            )
+        rate, epoch = float(self.rates[done - 1]), self.plan.epoch_of(done)
+        self.log.train_step(done, loss, rate, epoch, logged=options.due(options.logging_steps, done, self.total))
         if not self.chief:  # the chief alone evaluates and writes; neither calls a collective op
             return
-        if self.evaluate is not None and ((options.eval_steps and done % options.eval_steps == 0) or last):
+        if self.evaluate is not None and options.due(options.eval_steps, done, self.total):
             self._evaluate(done)
-        if (options.save_steps and done % options.save_steps == 0) or last:
+        if options.due(options.save_steps, done, self.total):
             self.save_checkpoint(done)
         if self.on_step is not None:
             self.on_step(done, loss)  # after the step's evaluation and checkpoint
@@ -382,10 +376,9 @@ class TFTrainer:
             self.model.save_pretrained(folder)
             self.processor.save_pretrained(folder)
             write_arrays(folder / OPTIMIZER_FILE, optimizer_arrays(self.model, self.optimizer))
-            state = {"step": step, "epoch": self.plan.epoch_of(step), "framework": "tf"}
-            state["num_examples"] = len(self.examples)
-            write_state(folder, {**state, "world_size": self.plan.world_size, "options": self.options.to_json(),
-                                 "log_history": self.log.history})  # fmt: skip
+            epoch, examples, history = self.plan.epoch_of(step), len(self.examples), self.log.history
+            state = checkpoint_state(step, epoch, "tf", self.plan.world_size, examples, self.options, history)
+            write_state(folder, state)
         prune_checkpoints(self.output_dir, self.options.save_total_limit)
 
 

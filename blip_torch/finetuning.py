@@ -11,7 +11,6 @@ Twin of `blip_tf/finetuning.py` (tf.distribute + Keras `fit`).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from blip_core.training.run_folder import (
     check_resumable,
     check_same_data,
     checkpoint_name,
+    checkpoint_state,
     prepare_output_dir,
     prune_checkpoints,
     read_arrays,
@@ -317,17 +317,11 @@ class Trainer:
 
     def _after_step(self, done: int, loss: float) -> None:
         options, workers = self.options, self.workers
-        last = done == self.total
-        values = {"loss": loss, "learning_rate": float(self.rates[done - 1]), "epoch": self.plan.epoch_of(done)}
-        self.log.record(done, values, logged=done % options.logging_steps == 0 or last)
-        if not math.isfinite(loss):
-            raise ValueError(
-                f"the loss is {loss} at step {done}: training diverged (lower --learning-rate); the checkpoints "
-                "before this step are kept"
-            )
-        if self.evaluate is not None and ((options.eval_steps and done % options.eval_steps == 0) or last):
+        rate, epoch = float(self.rates[done - 1]), self.plan.epoch_of(done)
+        self.log.train_step(done, loss, rate, epoch, logged=options.due(options.logging_steps, done, self.total))
+        if self.evaluate is not None and options.due(options.eval_steps, done, self.total):
             self._evaluate(done)
-        if (options.save_steps and done % options.save_steps == 0) or last:
+        if options.due(options.save_steps, done, self.total):
             self.save_checkpoint(done)
         if self.on_step is not None and workers.main:
             self.on_step(done, loss)  # after the step's evaluation and checkpoint
@@ -354,10 +348,9 @@ class Trainer:
                 self.model.save_pretrained(folder)
                 self.processor.save_pretrained(folder)
                 write_arrays(folder / OPTIMIZER_FILE, optimizer_arrays(self.model, self.optimizer))
-                state = {"step": step, "epoch": self.plan.epoch_of(step), "framework": "pt"}
-                state["num_examples"] = len(self.examples)
-                write_state(folder, {**state, "world_size": workers.world_size, "options": self.options.to_json(),
-                                     "log_history": self.log.history})  # fmt: skip
+                epoch, examples, history = self.plan.epoch_of(step), len(self.examples), self.log.history
+                state = checkpoint_state(step, epoch, "pt", workers.world_size, examples, self.options, history)
+                write_state(folder, state)
             workers.barrier()  # every worker's files are in before worker 0 renames the folder into place
         if workers.main:
             prune_checkpoints(self.output_dir, self.options.save_total_limit)

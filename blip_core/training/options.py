@@ -136,6 +136,11 @@ class FinetuneOptions:
             )
         return self.batch_size // parts
 
+    def due(self, every: int | None, done: int, total: int) -> bool:
+        """Whether something done every `every` steps (logging, evaluation, checkpoints; None: never) is due after
+        step `done` of `total`: on its multiples, and always after the last step."""
+        return bool(every and done % every == 0) or done == total
+
     def to_json(self) -> dict[str, Any]:
         """The options as JSON values (paths as strings)."""
         values = asdict(self)

@@ -176,6 +176,15 @@ def check_resumable(state: dict[str, Any], total: int, world_size: int, checkpoi
         )
 
 
+def checkpoint_state(
+    step: int, epoch: float, framework: str, world_size: int, num_examples: int, options: FinetuneOptions,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    """What trainer_state.json records of a run at `step` (`read_state` and the resume checks read it)."""
+    return {"step": step, "epoch": epoch, "framework": framework, "world_size": world_size,
+            "num_examples": num_examples, "options": options.to_json(), "log_history": history}  # fmt: skip
+
+
 def write_state(folder: Path, state: dict[str, Any]) -> None:
     """trainer_state.json (atomically)."""
     atomic_write_text(folder / STATE_FILE, json.dumps({"version": STATE_VERSION, **state}, indent=1))

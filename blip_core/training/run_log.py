@@ -9,6 +9,7 @@ TensorBoard scalars through the framework's own writer when one is given (`torch
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,16 @@ class RunLog:
             self._write({"step": step, **values}, "train")
             if self.plain:
                 print(f"step {step}: " + ", ".join(f"{k} {v:.6g}" for k, v in values.items()), file=sys.stderr)
+
+    def train_step(self, step: int, loss: float, learning_rate: float, epoch: float, logged: bool) -> None:
+        """`record` one optimizer step's loss; raises ValueError (after recording it) when the loss is NaN or
+        infinite: the run diverged, and the checkpoints before it are what is worth keeping."""
+        self.record(step, {"loss": loss, "learning_rate": learning_rate, "epoch": epoch}, logged)
+        if not math.isfinite(loss):
+            raise ValueError(
+                f"the loss is {loss} at step {step}: training diverged (lower --learning-rate); the checkpoints "
+                "before this step are kept"
+            )
 
     def evaluation(self, step: int, metrics: dict[str, float]) -> None:
         """Held-out metrics after step `step`, as `eval/<name>`."""
