@@ -61,7 +61,11 @@ def log_lines(folder) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    ("task", "flags"), [("caption", ["--gradient-accumulation-steps", "2"]), ("retrieval", ["--gather-negatives"])]
+    ("task", "flags"),
+    [  # the caption case (accumulation across workers) behind --run-slow: CI time; the mirrored tests cover it
+        pytest.param("caption", ["--gradient-accumulation-steps", "2"], marks=pytest.mark.slow),
+        ("retrieval", ["--gather-negatives"]),
+    ],
 )
 def test_two_workers_take_one_process_steps(task, flags, data, tmp_path):
     """Caption with 2 micro-batches per worker; retrieval with ITC/ITM negatives gathered from both workers."""

@@ -50,7 +50,9 @@ def test_two_workers_take_one_process_steps(task, data, tmp_path):
     np.testing.assert_allclose([r["loss"] for r in records], [r["loss"] for r in one_records], rtol=1e-5)
 
 
-@pytest.mark.parametrize("workers, killed_after", [(1, 3), (2, 2)])
+@pytest.mark.parametrize(
+    "workers, killed_after", [pytest.param(1, 3, marks=pytest.mark.slow), (2, 2)]  # one process: --run-slow (CI time)
+)
 def test_killed_run_resumes_to_the_uninterrupted_parameters(workers, killed_after, data, tmp_path):
     """AdamW (its moments must come back too) with a cosine schedule and warm-up, killed by SIGKILL right after
     step 2 (its checkpoint) or step 3 (done again from checkpoint 2), then resumed with --resume: the parameters of
